@@ -1,0 +1,211 @@
+//! Rendering `zoo.cfg`: the agent's defaults, the user's overrides, and the keys the agent owns.
+
+use crate::AgentError;
+use std::path::{Path, PathBuf};
+
+/// Keys the agent sets itself, with what to do instead of overriding them.
+const OWNED_KEYS: &[(&str, &str)] = &[
+    ("dataDir", "the data directory is always <data dir>/zookeeper on the member's volume"),
+    ("dataLogDir", "transaction logs stay beside the snapshots on the member's volume"),
+    ("clientPort", "the client port comes from the member's line in the members file"),
+    ("clientPortAddress", "the client address comes from the member's line in the members file"),
+    ("dynamicConfigFile", "membership is written by the agent and by ZooKeeper's reconfiguration"),
+    ("standaloneEnabled", "a member always runs as part of an ensemble"),
+    ("reconfigEnabled", "dynamic reconfiguration is how members are added and removed"),
+    ("quorumListenOnAllIPs", "peers must be reachable on the pod's address whatever its DNS name resolves to"),
+    ("admin.enableServer", "the AdminServer is always on; set its port with --admin-port"),
+    ("admin.serverAddress", "set --bind-address instead"),
+    ("admin.serverPort", "set --admin-port instead"),
+    ("metricsProvider.className", "the Prometheus metrics provider is always on; set its port with --metrics-port"),
+    ("metricsProvider.httpHost", "set --bind-address instead"),
+    ("metricsProvider.httpPort", "set --metrics-port instead"),
+];
+/// Key prefixes that describe membership, which belongs to the members file.
+const OWNED_PREFIXES: &[&str] = &["server.", "group.", "weight."];
+
+/// Four-letter words the probes and the operator rely on; a user whitelist is extended with them.
+pub const REQUIRED_FOUR_LETTER_WORDS: &[&str] = &["srvr", "mntr", "ruok"];
+const WHITELIST_KEY: &str = "4lw.commands.whitelist";
+
+/// Defaults a user may override, in the order they are written.
+const DEFAULTS: &[(&str, &str)] = &[
+    ("tickTime", "2000"),
+    ("initLimit", "10"),
+    ("syncLimit", "5"),
+    ("maxClientCnxns", "60"),
+    ("autopurge.snapRetainCount", "3"),
+    ("autopurge.purgeInterval", "1"),
+    ("metricsProvider.exportJvmInfo", "true"),
+];
+
+/// A user's `key=value` overrides, validated.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Overrides(pub Vec<(String, String)>);
+
+impl Overrides {
+    /// Parses override lines (`key=value`, `#` comments), rejecting keys the agent owns.
+    /// `source` names where they came from, for error messages.
+    pub fn parse(text: &str, source: &str) -> Result<Overrides, AgentError> {
+        let mut entries: Vec<(String, String)> = Vec::new();
+        for (index, raw) in text.lines().enumerate() {
+            let line = raw.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let bad = |message: String| AgentError::Config { origin: format!("{source} line {}", index + 1), message };
+            let (key, value) = line
+                .split_once('=')
+                .ok_or_else(|| bad(format!("{line:?} is not a key=value line")))?;
+            let (key, value) = (key.trim(), value.trim());
+            if key.is_empty() || key.contains(char::is_whitespace) {
+                return Err(bad(format!("{key:?} is not a configuration key")));
+            }
+            if let Some((_, instead)) = OWNED_KEYS.iter().find(|(owned, _)| *owned == key) {
+                return Err(bad(format!("{key} is managed by zk-agent and cannot be overridden: {instead}; remove it")));
+            }
+            if let Some(prefix) = OWNED_PREFIXES.iter().find(|p| key.starts_with(*p)) {
+                return Err(bad(format!(
+                    "{key} is managed by zk-agent and cannot be overridden: {prefix}* lines describe membership, \
+                     which comes from the members file (change the cluster's replicas instead); remove it"
+                )));
+            }
+            if entries.iter().any(|(k, _)| k == key) {
+                return Err(bad(format!("{key} is set twice")));
+            }
+            entries.push((key.to_string(), value.to_string()));
+        }
+        Ok(Overrides(entries))
+    }
+
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+}
+
+/// Everything `zoo.cfg` is rendered from.
+#[derive(Debug, Clone)]
+pub struct StaticConfig {
+    pub zookeeper_data_dir: PathBuf,
+    pub dynamic_config_file: PathBuf,
+    pub bind_address: String,
+    pub admin_port: u16,
+    pub metrics_port: u16,
+    pub overrides: Overrides,
+}
+
+impl StaticConfig {
+    pub fn render(&self) -> String {
+        let mut out = String::from("# Written by zk-agent at every start; edits here are lost. Change the cluster resource instead.\n");
+        let mut line = |key: &str, value: &str| out.push_str(&format!("{key}={value}\n"));
+        for (key, default) in DEFAULTS {
+            line(key, self.overrides.get(key).unwrap_or(default));
+        }
+        line(WHITELIST_KEY, &four_letter_whitelist(self.overrides.get(WHITELIST_KEY)));
+        for (key, value) in &self.overrides.0 {
+            if key != WHITELIST_KEY && !DEFAULTS.iter().any(|(k, _)| k == key) {
+                line(key, value);
+            }
+        }
+        line("dataDir", &path_text(&self.zookeeper_data_dir));
+        line("standaloneEnabled", "false");
+        line("reconfigEnabled", "true");
+        line("quorumListenOnAllIPs", "true");
+        line("admin.enableServer", "true");
+        line("admin.serverAddress", &self.bind_address);
+        line("admin.serverPort", &self.admin_port.to_string());
+        line("metricsProvider.className", "org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider");
+        line("metricsProvider.httpHost", &self.bind_address);
+        line("metricsProvider.httpPort", &self.metrics_port.to_string());
+        line("dynamicConfigFile", &path_text(&self.dynamic_config_file));
+        out
+    }
+}
+
+fn four_letter_whitelist(user: Option<&str>) -> String {
+    let mut words: Vec<String> = REQUIRED_FOUR_LETTER_WORDS.iter().map(|w| w.to_string()).collect();
+    for word in user.unwrap_or_default().split(',').map(str::trim).filter(|w| !w.is_empty()) {
+        if !words.iter().any(|w| w == word) {
+            words.push(word.to_string());
+        }
+    }
+    words.join(",")
+}
+
+fn path_text(path: &Path) -> String {
+    path.to_string_lossy().into_owned()
+}
+
+/// Reads `key=value` from a ZooKeeper properties file (the last occurrence wins, as in Java's Properties).
+pub fn property(text: &str, key: &str) -> Option<String> {
+    text.lines()
+        .filter_map(|l| l.trim().split_once('='))
+        .filter(|(k, _)| k.trim() == key)
+        .map(|(_, v)| v.trim().to_string())
+        .last()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(overrides: &str) -> StaticConfig {
+        StaticConfig {
+            zookeeper_data_dir: "/data/zookeeper".into(),
+            dynamic_config_file: "/data/conf/zoo.cfg.dynamic".into(),
+            bind_address: "0.0.0.0".into(),
+            admin_port: 8080,
+            metrics_port: 7000,
+            overrides: Overrides::parse(overrides, "overrides").unwrap(),
+        }
+    }
+
+    #[test]
+    fn renders_owned_settings_and_defaults() {
+        let text = config("").render();
+        for expected in [
+            "dataDir=/data/zookeeper\n",
+            "standaloneEnabled=false\n",
+            "reconfigEnabled=true\n",
+            "quorumListenOnAllIPs=true\n",
+            "4lw.commands.whitelist=srvr,mntr,ruok\n",
+            "admin.serverPort=8080\n",
+            "metricsProvider.className=org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider\n",
+            "metricsProvider.httpPort=7000\n",
+            "autopurge.purgeInterval=1\n",
+            "dynamicConfigFile=/data/conf/zoo.cfg.dynamic\n",
+            "tickTime=2000\n",
+        ] {
+            assert!(text.contains(expected), "missing {expected:?} in\n{text}");
+        }
+        assert!(!text.contains("clientPort"), "the client port belongs to the dynamic file:\n{text}");
+    }
+
+    #[test]
+    fn overrides_replace_defaults_and_add_keys_once() {
+        let text = config("tickTime=3000\n# comment\nmaxSessionTimeout = 60000\n4lw.commands.whitelist=conf, srvr").render();
+        assert!(text.contains("tickTime=3000\n"));
+        assert_eq!(text.matches("tickTime=").count(), 1);
+        assert!(text.contains("maxSessionTimeout=60000\n"));
+        assert!(text.contains("4lw.commands.whitelist=srvr,mntr,ruok,conf\n"), "{text}");
+        assert_eq!(property(&text, "tickTime").as_deref(), Some("3000"));
+    }
+
+    #[test]
+    fn rejects_owned_keys_with_the_reason_and_the_fix() {
+        for (line, hint) in [
+            ("dataDir=/tmp", "data directory"),
+            ("clientPort=2182", "members file"),
+            ("server.4=x:1:2;3", "replicas"),
+            ("reconfigEnabled=false", "reconfiguration"),
+            ("metricsProvider.httpPort=9", "--metrics-port"),
+        ] {
+            let err = Overrides::parse(&format!("tickTime=1\n{line}"), "cfg").unwrap_err().to_string();
+            assert!(err.contains("cfg line 2"), "{err}");
+            assert!(err.contains("managed by zk-agent"), "{err}");
+            assert!(err.contains(hint), "{line}: {err}");
+            assert!(err.contains(line.split('=').next().unwrap()), "{err}");
+        }
+        assert!(Overrides::parse("tickTime=1\ntickTime=2", "cfg").unwrap_err().to_string().contains("twice"));
+        assert!(Overrides::parse("just words", "cfg").unwrap_err().to_string().contains("key=value"));
+    }
+}

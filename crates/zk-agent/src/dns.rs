@@ -1,0 +1,93 @@
+//! Waiting until the ensemble's names resolve.
+//!
+//! The JVM caches failed look-ups, and a member that writes its configuration before its peers
+//! are in DNS may never find them. So the agent waits before starting ZooKeeper.
+
+use std::net::ToSocketAddrs;
+use std::time::{Duration, Instant};
+
+pub struct Backoff {
+    pub first: Duration,
+    pub max: Duration,
+    pub deadline: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff { first: Duration::from_millis(200), max: Duration::from_secs(5), deadline: Duration::from_secs(600) }
+    }
+}
+
+pub fn resolves(host: &str) -> bool {
+    (host, 0).to_socket_addrs().map(|mut a| a.next().is_some()).unwrap_or(false)
+}
+
+/// Waits until every name resolves, logging one line per attempt that still lacks some.
+/// Returns the names still unresolved when the deadline passes.
+pub fn wait_until_resolved(
+    names: &[String],
+    backoff: &Backoff,
+    resolve: impl Fn(&str) -> bool,
+    log: impl Fn(&str),
+) -> Result<(), Vec<String>> {
+    let started = Instant::now();
+    let mut delay = backoff.first;
+    for attempt in 1.. {
+        let missing: Vec<String> = names.iter().filter(|n| !resolve(n)).cloned().collect();
+        if missing.is_empty() {
+            if attempt > 1 {
+                log(&format!("all {} ensemble names resolve after {attempt} attempts", names.len()));
+            }
+            return Ok(());
+        }
+        let elapsed = started.elapsed();
+        if elapsed >= backoff.deadline {
+            return Err(missing);
+        }
+        let wait = delay.min(backoff.deadline - elapsed);
+        log(&format!(
+            "waiting for DNS (attempt {attempt}): {} of {} names do not resolve yet: {}; next try in {:.1}s",
+            missing.len(),
+            names.len(),
+            missing.join(", "),
+            wait.as_secs_f64()
+        ));
+        std::thread::sleep(wait);
+        delay = (delay * 2).min(backoff.max);
+    }
+    unreachable!()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    #[test]
+    fn waits_with_growing_delays_until_names_appear() {
+        let calls = Cell::new(0);
+        let logged = std::cell::RefCell::new(Vec::new());
+        let names = vec!["a".to_string(), "b".to_string()];
+        let backoff = Backoff { first: Duration::from_millis(1), max: Duration::from_millis(4), deadline: Duration::from_secs(5) };
+        let result = wait_until_resolved(
+            &names,
+            &backoff,
+            |name| {
+                calls.set(calls.get() + 1);
+                name == "a" || calls.get() > 8
+            },
+            |line| logged.borrow_mut().push(line.to_string()),
+        );
+        assert!(result.is_ok());
+        let logged = logged.into_inner();
+        assert!(logged[0].contains("attempt 1") && logged[0].contains("1 of 2") && logged[0].contains(": b;"), "{logged:?}");
+        assert!(logged.last().unwrap().contains("resolve after"), "{logged:?}");
+    }
+
+    #[test]
+    fn gives_up_at_the_deadline_naming_what_is_missing() {
+        let backoff = Backoff { first: Duration::from_millis(1), max: Duration::from_millis(2), deadline: Duration::from_millis(20) };
+        let result = wait_until_resolved(&["x".to_string(), "y".to_string()], &backoff, |n| n == "y", |_| {});
+        assert_eq!(result, Err(vec!["x".to_string()]));
+    }
+}

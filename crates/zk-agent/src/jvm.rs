@@ -1,0 +1,116 @@
+//! The ZooKeeper JVM's command line.
+
+use std::path::{Path, PathBuf};
+
+/// Share of the container's memory limit given to the heap; the rest is for metaspace,
+/// thread stacks, Netty's direct buffers and the page cache the transaction log lives on.
+const HEAP_SHARE_PERCENT: u64 = 50;
+const MIN_HEAP_MIB: u64 = 64;
+
+/// `-Xmx`/`-Xms` for a memory limit, unless the user set the heap in their JVM options.
+pub fn heap_flags(memory_limit_bytes: Option<u64>, user_options: &[String]) -> Vec<String> {
+    let user_sized = user_options.iter().any(|o| {
+        o.starts_with("-Xmx") || o.starts_with("-XX:MaxRAMPercentage") || o.starts_with("-XX:MaxHeapSize")
+    });
+    match memory_limit_bytes {
+        Some(limit) if !user_sized => {
+            let mib = (limit / 1024 / 1024 * HEAP_SHARE_PERCENT / 100).max(MIN_HEAP_MIB);
+            vec![format!("-Xmx{mib}m"), format!("-Xms{mib}m")]
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// The container's memory limit from cgroup v2 or v1; `None` when unlimited or unknown.
+pub fn container_memory_limit() -> Option<u64> {
+    let read = |path: &str| std::fs::read_to_string(path).ok();
+    read("/sys/fs/cgroup/memory.max")
+        .or_else(|| read("/sys/fs/cgroup/memory/memory.limit_in_bytes"))
+        .and_then(|text| parse_memory_limit(&text))
+}
+
+fn parse_memory_limit(text: &str) -> Option<u64> {
+    let limit = text.trim().parse::<u64>().ok()?;
+    // cgroup v1 reports "unlimited" as a huge page-aligned number.
+    (limit < 1 << 60).then_some(limit)
+}
+
+pub struct JavaCommand {
+    pub java: PathBuf,
+    pub zookeeper_home: PathBuf,
+    pub user_options: Vec<String>,
+    pub memory_limit_bytes: Option<u64>,
+    pub config_file: PathBuf,
+}
+
+impl JavaCommand {
+    /// The full argument list after the `java` executable.
+    pub fn args(&self) -> Vec<String> {
+        let home = self.zookeeper_home.to_string_lossy();
+        let mut args = heap_flags(self.memory_limit_bytes, &self.user_options);
+        args.extend([
+            // Lost-disk guard: an empty data directory does not vote until synced (see guard.rs).
+            "-Dzookeeper.db.autocreate=false".to_string(),
+            "-XX:+ExitOnOutOfMemoryError".to_string(),
+            format!("-Dlogback.configurationFile={home}/conf/logback.xml"),
+        ]);
+        args.extend(self.user_options.iter().cloned());
+        args.extend([
+            "-cp".to_string(),
+            format!("{home}/lib/*:{home}/conf"),
+            "org.apache.zookeeper.server.quorum.QuorumPeerMain".to_string(),
+            self.config_file.to_string_lossy().into_owned(),
+        ]);
+        args
+    }
+
+    /// Replaces this process with the JVM, so that signals reach it and its exit status is the pod's.
+    pub fn exec(&self) -> std::io::Error {
+        use std::os::unix::process::CommandExt;
+        std::process::Command::new(&self.java).args(self.args()).exec()
+    }
+}
+
+pub fn java_from_env() -> PathBuf {
+    std::env::var_os("JAVA_HOME")
+        .map(|home| Path::new(&home).join("bin/java"))
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from("java"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heap_is_half_the_limit_unless_the_user_sized_it() {
+        let gib = 1024 * 1024 * 1024;
+        assert_eq!(heap_flags(Some(2 * gib), &[]), vec!["-Xmx1024m", "-Xms1024m"]);
+        assert_eq!(heap_flags(Some(64 * 1024 * 1024), &[]), vec!["-Xmx64m", "-Xms64m"]);
+        assert!(heap_flags(Some(2 * gib), &["-Xmx300m".into()]).is_empty());
+        assert!(heap_flags(Some(2 * gib), &["-XX:MaxRAMPercentage=75".into()]).is_empty());
+        assert!(heap_flags(None, &[]).is_empty());
+        assert_eq!(parse_memory_limit("max\n"), None);
+        assert_eq!(parse_memory_limit("9223372036854771712\n"), None);
+        assert_eq!(parse_memory_limit("536870912\n"), Some(536870912));
+    }
+
+    #[test]
+    fn command_line_guards_empty_databases_and_keeps_user_options_last() {
+        let cmd = JavaCommand {
+            java: "java".into(),
+            zookeeper_home: "/opt/zookeeper".into(),
+            user_options: vec!["-Dfoo=bar".into()],
+            memory_limit_bytes: Some(1 << 30),
+            config_file: "/data/conf/zoo.cfg".into(),
+        };
+        let args = cmd.args();
+        assert_eq!(args[0], "-Xmx512m");
+        assert!(args.contains(&"-Dzookeeper.db.autocreate=false".to_string()));
+        let user = args.iter().position(|a| a == "-Dfoo=bar").unwrap();
+        let main = args.iter().position(|a| a == "org.apache.zookeeper.server.quorum.QuorumPeerMain").unwrap();
+        assert!(user < main);
+        assert_eq!(args.last().unwrap(), "/data/conf/zoo.cfg");
+        assert!(args.contains(&"/opt/zookeeper/lib/*:/opt/zookeeper/conf".to_string()));
+    }
+}

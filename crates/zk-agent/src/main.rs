@@ -1,0 +1,221 @@
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+use zk_agent::dns::Backoff;
+use zk_agent::guard::EnsembleState;
+use zk_agent::identity::Identity;
+use zk_agent::jvm::{self, JavaCommand};
+use zk_agent::members::PeerDomain;
+use zk_agent::start::{self, StartOptions};
+use zk_agent::{log, probe, AgentError};
+
+/// Runs a ZooKeeper ensemble member inside a StatefulSet pod.
+#[derive(Parser)]
+#[command(name = "zk-agent", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Prepare the member (identity, membership, DNS, configuration, lost-disk guard), then become the ZooKeeper JVM.
+    Run(RunArgs),
+    /// Prepare the member as `run` does, without starting ZooKeeper.
+    Configure(MemberArgs),
+    /// Print the ZooKeeper server id (myid) this member has.
+    Myid(IdentityArgs),
+    /// Answer a kubelet probe: exit 0 when healthy, 1 with the reason otherwise.
+    Probe(ProbeArgs),
+}
+
+#[derive(Args)]
+struct IdentityArgs {
+    /// Pod hostname `<statefulset>-<ordinal>`; defaults to $HOSTNAME, then the kernel's hostname.
+    #[arg(long, env = "ZK_HOSTNAME")]
+    hostname: Option<String>,
+    /// Overrides the ordinal taken from the hostname.
+    #[arg(long, env = "ZK_ORDINAL")]
+    ordinal: Option<u32>,
+}
+
+#[derive(Args)]
+struct MemberArgs {
+    #[command(flatten)]
+    identity: IdentityArgs,
+    /// Members in ZooKeeper's dynamic-configuration syntax, one `server.N=...` line each (mounted by the operator).
+    #[arg(long, env = "ZK_MEMBERS_FILE", default_value = "/etc/zookeeper/members/members")]
+    members_file: PathBuf,
+    /// Number of StatefulSet replicas, used when the members file does not exist.
+    #[arg(long, env = "ZK_REPLICAS")]
+    replicas: Option<u32>,
+    /// Headless Service the peers' DNS names live under (default: `<statefulset>-headless`).
+    #[arg(long, env = "ZK_HEADLESS_SERVICE")]
+    headless_service: Option<String>,
+    #[arg(long, env = "ZK_NAMESPACE", default_value = "default")]
+    namespace: String,
+    #[arg(long, env = "ZK_CLUSTER_DOMAIN", default_value = "cluster.local")]
+    cluster_domain: String,
+    /// The member's volume: ZooKeeper's data goes to `zookeeper/`, configuration to `conf/`.
+    #[arg(long, env = "ZK_DATA_DIR", default_value = "/data")]
+    data_dir: PathBuf,
+    /// ZooKeeper settings (`key=value` lines) merged over the agent's defaults.
+    #[arg(long, env = "ZK_CONFIG_OVERRIDES_FILE")]
+    config_overrides: Option<PathBuf>,
+    /// Address the AdminServer and the metrics endpoint listen on.
+    #[arg(long, env = "ZK_BIND_ADDRESS", default_value = "0.0.0.0")]
+    bind_address: String,
+    #[arg(long, env = "ZK_ADMIN_PORT", default_value_t = 8080)]
+    admin_port: u16,
+    #[arg(long, env = "ZK_METRICS_PORT", default_value_t = 7000)]
+    metrics_port: u16,
+    /// `new` only while the ensemble is created for the first time: then empty members may vote.
+    #[arg(long, env = "ZK_ENSEMBLE_STATE", value_enum, default_value = "existing")]
+    ensemble_state: EnsembleStateArg,
+    /// How long to wait for the ensemble's DNS names before giving up.
+    #[arg(long, env = "ZK_DNS_TIMEOUT_SECONDS", default_value_t = 600)]
+    dns_timeout_seconds: u64,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    #[command(flatten)]
+    member: MemberArgs,
+    #[arg(long, env = "ZOOKEEPER_HOME", default_value = "/opt/zookeeper")]
+    zookeeper_home: PathBuf,
+    /// Extra JVM options, separated by spaces. The heap is sized from the memory limit unless -Xmx is given.
+    #[arg(long, env = "ZK_JVM_OPTS", default_value = "")]
+    jvm_opts: String,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum EnsembleStateArg {
+    New,
+    Existing,
+}
+
+#[derive(Args)]
+struct ProbeArgs {
+    #[arg(value_enum)]
+    kind: ProbeKind,
+    /// The member's client address.
+    #[arg(long, env = "ZK_PROBE_ADDRESS", default_value = "127.0.0.1:2181")]
+    address: String,
+    #[arg(long, default_value_t = 3)]
+    timeout_seconds: u64,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ProbeKind {
+    /// Serving in a quorum as leader, follower or observer.
+    Ready,
+    /// The server process answers (`ruok`), quorum or not.
+    Live,
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            log(&format!("error: {error}"));
+            ExitCode::from(error.exit_code() as u8)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), AgentError> {
+    match cli.command {
+        Command::Run(args) => {
+            let opts = start_options(&args.member)?;
+            let prepared = start::prepare(&opts)?;
+            let command = JavaCommand {
+                java: jvm::java_from_env(),
+                zookeeper_home: args.zookeeper_home,
+                user_options: args.jvm_opts.split_whitespace().map(String::from).collect(),
+                memory_limit_bytes: jvm::container_memory_limit(),
+                config_file: prepared.config_file,
+            };
+            log(&format!("starting ZooKeeper: {} {}", command.java.display(), command.args().join(" ")));
+            let error = command.exec();
+            Err(AgentError::Io { context: format!("starting {}", command.java.display()), error })
+        }
+        Command::Configure(args) => {
+            let prepared = start::prepare(&start_options(&args)?)?;
+            println!("{}", prepared.config_file.display());
+            Ok(())
+        }
+        Command::Myid(args) => {
+            println!("{}", identity(&args)?.myid());
+            Ok(())
+        }
+        Command::Probe(args) => {
+            let timeout = Duration::from_secs(args.timeout_seconds);
+            let result = match args.kind {
+                ProbeKind::Ready => probe::ready(&args.address, timeout).map(|mode| format!("serving as {mode:?}")),
+                ProbeKind::Live => probe::live(&args.address, timeout).map(|()| "alive".to_string()),
+            };
+            match result {
+                Ok(message) => {
+                    println!("{message}");
+                    Ok(())
+                }
+                Err(reason) => Err(AgentError::Unsafe(format!("probe failed: {reason}"))),
+            }
+        }
+    }
+}
+
+fn identity(args: &IdentityArgs) -> Result<Identity, AgentError> {
+    let hostname = match &args.hostname {
+        Some(h) => h.clone(),
+        None => std::env::var("HOSTNAME")
+            .ok()
+            .filter(|h| !h.is_empty())
+            .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+            .map(|h| h.trim().to_string())
+            .unwrap_or_default(),
+    };
+    let mut identity = Identity::from_hostname(&hostname)?;
+    if let Some(ordinal) = args.ordinal {
+        identity.ordinal = ordinal;
+    }
+    Ok(identity)
+}
+
+fn start_options(args: &MemberArgs) -> Result<StartOptions, AgentError> {
+    let identity = identity(&args.identity)?;
+    if args.dns_timeout_seconds == 0 {
+        return Err(AgentError::Usage {
+            field: "--dns-timeout-seconds / ZK_DNS_TIMEOUT_SECONDS".into(),
+            message: "must be at least 1".into(),
+        });
+    }
+    if let Some(path) = args.config_overrides.as_ref().filter(|p| !p.is_file()) {
+        return Err(AgentError::Usage {
+            field: "--config-overrides / ZK_CONFIG_OVERRIDES_FILE".into(),
+            message: format!("{} is not a file; mount the overrides or unset the variable", path.display()),
+        });
+    }
+    let domain = PeerDomain {
+        service: args.headless_service.clone().unwrap_or_else(|| format!("{}-headless", identity.name)),
+        namespace: args.namespace.clone(),
+        cluster_domain: args.cluster_domain.clone(),
+    };
+    Ok(StartOptions {
+        identity,
+        members_file: Some(args.members_file.clone()),
+        replicas: args.replicas,
+        domain,
+        data_dir: args.data_dir.clone(),
+        overrides_file: args.config_overrides.clone(),
+        bind_address: args.bind_address.clone(),
+        admin_port: args.admin_port,
+        metrics_port: args.metrics_port,
+        ensemble_state: match args.ensemble_state {
+            EnsembleStateArg::New => EnsembleState::New,
+            EnsembleStateArg::Existing => EnsembleState::Existing,
+        },
+        dns_backoff: Backoff { deadline: Duration::from_secs(args.dns_timeout_seconds), ..Backoff::default() },
+    })
+}

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Assembles an Apache ZooKeeper server distribution from Maven Central into DEST:
+#   DEST/lib/*.jar   the server, jute, their runtime dependencies, the Prometheus metrics provider
+#   DEST/conf/       logging configuration
+#   DEST/bin/        zkCli.sh and zkServer-less helpers
+# Every jar must match the pinned SHA256SUMS.<version> beside this script, and nothing else may be there.
+# Usage: fetch.sh VERSION DEST
+set -euo pipefail
+version=${1:?usage: fetch.sh VERSION DEST}
+dest=${2:?usage: fetch.sh VERSION DEST}
+here=$(cd "$(dirname "$0")" && pwd)
+sums="$here/SHA256SUMS.$version"
+[ -f "$sums" ] || { echo "fetch.sh: no pinned checksums for ZooKeeper $version ($sums); supported: $(ls "$here" | sed -n 's/^SHA256SUMS\.//p' | tr '\n' ' ')" >&2; exit 2; }
+
+if [ -f "$dest/.complete" ] && [ "$(cat "$dest/.complete")" = "$(sha256sum "$sums" | cut -d' ' -f1)" ]; then
+  exit 0
+fi
+tmp=$(mktemp -d "${dest%/}.tmp.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+# -C: fail when a download does not match the repository's own checksum.
+mvn -q -B -C -f "$here/pom.xml" -Dzookeeper.version="$version" \
+  dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$tmp/lib"
+( cd "$tmp/lib" && sha256sum --quiet --strict -c "$sums" )
+extra=$(comm -13 <(cut -d' ' -f3 "$sums" | sort) <(ls "$tmp/lib" | sort))
+[ -z "$extra" ] || { echo "fetch.sh: unpinned jars resolved: $extra" >&2; exit 1; }
+mkdir -p "$tmp/conf" "$tmp/bin"
+cp "$here/logback.xml" "$tmp/conf/logback.xml"
+cp "$here/zkCli.sh" "$tmp/bin/zkCli.sh"
+chmod 0755 "$tmp/bin/zkCli.sh"
+sha256sum "$sums" | cut -d' ' -f1 > "$tmp/.complete"
+rm -rf "$dest"
+mv "$tmp" "$dest"
+trap - EXIT
+echo "ZooKeeper $version assembled in $dest ($(ls "$dest/lib" | wc -l) jars, checksums verified)"
