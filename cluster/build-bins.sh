@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# Build every binary the cluster needs from Go modules (and pause from C),
+# into $BIN_CACHE/<name>-<version>/. A finished dir is never rebuilt.
+#
+#   cluster/build-bins.sh [kubernetes|etcd|coredns|crictl|kind|helm|local-path|pause ...]
+#
+# Each Go program is built through a small wrapper module in $CACHE/src/<name>:
+# it requires the upstream module at the pinned version and `replace`s the
+# upstream's relative replaces (k8s staging modules, etcd submodules) with the
+# published versions, since a dependency's own replaces are ignored.
+. "$(dirname "$0")/lib.sh"
+
+# go_wrapper NAME VERSION 'ldflags' PKG... ; go.mod body on stdin
+# (require/replace lines); optional extra files already in $CACHE/src/NAME.
+go_wrapper() {
+  local name=$1 version=$2 ldflags=$3; shift 3
+  local out=$BIN_CACHE/$name-$version
+  if [ -d "$out" ]; then log "$name $version: cached"; cat >/dev/null; return; fi
+  local src=$CACHE/src/$name-$version
+  mkdir -p "$src"
+  { echo "module zk-on-k8s/build/$name"; echo; echo "go 1.24"; echo; cat; } >"$src/go.mod"
+  if [ ! -f "$src/main.go" ]; then
+    { echo "//go:build tools"; echo; echo "package tools"; echo; echo "import ("
+      for p in "$@"; do echo "	_ \"$p\""; done; echo ")"; } >"$src/tools.go"
+  fi
+  log "$name $version: resolving modules"
+  (cd "$src" && go mod tidy)
+  log "$name $version: building $*"
+  local start=$SECONDS tmp=$out.tmp.$$
+  rm -rf "$tmp"; mkdir -p "$tmp"
+  (cd "$src" && go build -ldflags "-s -w $ldflags" -o "$tmp/" "$@")
+  commit_cache "$tmp" "$out"
+  log "$name $version: built in $((SECONDS - start))s"
+}
+
+build_kubernetes() {
+  local v=$K8S_VERSION k=$GOMODCACHE/k8s.io/kubernetes@$K8S_VERSION
+  [ -d "$BIN_CACHE/kubernetes-$v" ] && { log "kubernetes $v: cached"; return; }
+  go mod download "k8s.io/kubernetes@$v"
+  local minor=${v#v1.}; minor=${minor%%.*}
+  local ld="" pkg
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ld+=" -X $pkg.gitVersion=$v -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+    ld+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
+  done
+  {
+    echo "require k8s.io/kubernetes $v"
+    echo "replace ("
+    # every "k8s.io/x => ./staging/src/k8s.io/x" of upstream becomes the published k8s.io/x
+    awk -v sv="$K8S_STAGING_VERSION" '$2 == "=>" && $3 ~ /^\.\/staging\// {print "\t" $1 " => " $1 " " sv}' "$k/go.mod"
+    echo ")"
+  } | go_wrapper kubernetes "$v" "$ld" \
+    k8s.io/kubernetes/cmd/kubeadm k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kubectl \
+    k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
+    k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kube-proxy
+}
+
+build_etcd() {
+  local v=$ETCD_VERSION src=$CACHE/src/etcd-$ETCD_VERSION
+  mkdir -p "$src"
+  cat >"$src/main.go" <<'EOF'
+// etcd server: the same entry point as upstream's main package.
+package main
+
+import (
+	"os"
+
+	"go.etcd.io/etcd/server/v3/etcdmain"
+)
+
+func main() { etcdmain.Main(os.Args) }
+EOF
+  go_wrapper etcd "$v" "-X go.etcd.io/etcd/api/v3/version.GitSHA=release-$v" . <<EOF
+require go.etcd.io/etcd/server/v3 $v
+replace (
+	go.etcd.io/etcd/api/v3 => go.etcd.io/etcd/api/v3 $v
+	go.etcd.io/etcd/client/pkg/v3 => go.etcd.io/etcd/client/pkg/v3 $v
+	go.etcd.io/etcd/client/v3 => go.etcd.io/etcd/client/v3 $v
+	go.etcd.io/etcd/pkg/v3 => go.etcd.io/etcd/pkg/v3 $v
+)
+EOF
+}
+
+build_coredns() {
+  echo "require github.com/coredns/coredns $COREDNS_VERSION" |
+    go_wrapper coredns "$COREDNS_VERSION" "" github.com/coredns/coredns
+}
+
+build_kind() {
+  echo "require sigs.k8s.io/kind $KIND_VERSION" | go_wrapper kind "$KIND_VERSION" "" sigs.k8s.io/kind
+}
+
+build_helm() {
+  echo "require helm.sh/helm/v3 $HELM_VERSION" |
+    go_wrapper helm "$HELM_VERSION" "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" helm.sh/helm/v3/cmd/helm
+}
+
+build_local_path() {
+  echo "require github.com/rancher/local-path-provisioner $LOCAL_PATH_PROVISIONER_VERSION" |
+    go_wrapper local-path-provisioner "$LOCAL_PATH_PROVISIONER_VERSION" "" github.com/rancher/local-path-provisioner
+}
+
+build_crictl() {
+  echo "require sigs.k8s.io/cri-tools $CRICTL_VERSION" |
+    go_wrapper crictl "$CRICTL_VERSION" "-X sigs.k8s.io/cri-tools/pkg/version.Version=$CRICTL_VERSION" sigs.k8s.io/cri-tools/cmd/crictl
+}
+
+build_pause() {
+  local out=$BIN_CACHE/pause-$PAUSE_IMAGE_TAG
+  [ -d "$out" ] && { log "pause: cached"; return; }
+  local tmp=$out.tmp.$$; mkdir -p "$tmp"
+  gcc -static -Os -o "$tmp/pause" "$CLUSTER_DIR/images/pause/pause.c"
+  strip "$tmp/pause"
+  commit_cache "$tmp" "$out"
+}
+
+# Host tools (kind, kubectl, helm) on PATH via $BIN_CACHE/tools.
+link_tools() {
+  mkdir -p "$BIN_CACHE/tools"
+  ln -sf "../kind-$KIND_VERSION/kind" "$BIN_CACHE/tools/kind"
+  ln -sf "../kubernetes-$K8S_VERSION/kubectl" "$BIN_CACHE/tools/kubectl"
+  [ -x "$BIN_CACHE/helm-$HELM_VERSION/helm" ] && ln -sf "../helm-$HELM_VERSION/helm" "$BIN_CACHE/tools/helm"
+  true
+}
+
+what=${*:-pause kind kubernetes etcd coredns crictl local-path helm}
+for w in $what; do
+  case $w in
+    kubernetes) build_kubernetes ;;
+    etcd) build_etcd ;;
+    coredns) build_coredns ;;
+    kind) build_kind ;;
+    helm) build_helm ;;
+    local-path) build_local_path ;;
+    pause) build_pause ;;
+    crictl) build_crictl ;;
+    *) echo "unknown: $w" >&2; exit 2 ;;
+  esac
+done
+link_tools

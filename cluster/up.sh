@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Create the kind cluster (1 control-plane + 3 workers) if it is not running.
+#
+# Node image: the upstream kindest/node if it is already present locally (or,
+# with ZK_TRY_PULL=1, if it can be pulled); otherwise ours, built offline by
+# build-node-image.sh and cached. Host tools kind/kubectl/helm are built from
+# their Go modules and linked into /usr/local/bin.
+. "$(dirname "$0")/lib.sh"
+start=$SECONDS
+
+"$REPO_DIR/scripts/docker-up.sh"
+
+if docker image inspect "$NODE_IMAGE_UPSTREAM" >/dev/null 2>&1 ||
+   { [[ ${ZK_TRY_PULL:-0} == 1 ]] && timeout 300 docker pull "$NODE_IMAGE_UPSTREAM" >&2; }; then
+  node_image=$NODE_IMAGE_UPSTREAM
+else
+  node_image=$("$CLUSTER_DIR/build-node-image.sh")
+fi
+"$CLUSTER_DIR/build-bins.sh" kind kubernetes helm
+for t in kind kubectl helm; do
+  [[ -e $BIN_CACHE/tools/$t ]] && ln -sf "$BIN_CACHE/tools/$t" "/usr/local/bin/$t"
+done
+
+ctx=kind-$CLUSTER_NAME
+if kind get clusters 2>/dev/null | grep -qx "$CLUSTER_NAME"; then
+  current=$(docker inspect -f '{{.Config.Image}}' "$CLUSTER_NAME-control-plane" 2>/dev/null || true)
+  if [[ $current == "$node_image" ]] &&
+     kubectl --context "$ctx" wait nodes --all --for=condition=Ready --timeout=60s >/dev/null 2>&1; then
+    log "cluster $CLUSTER_NAME already up ($node_image)"; exit 0
+  fi
+  log "cluster $CLUSTER_NAME is stale or unhealthy: recreating"
+  kind delete cluster --name "$CLUSTER_NAME"
+fi
+
+log "creating cluster $CLUSTER_NAME from $node_image"
+kind create cluster --name "$CLUSTER_NAME" --image "$node_image" \
+  --config "$CLUSTER_DIR/kind-config.yaml" --wait 5m
+kubectl --context "$ctx" wait nodes --all --for=condition=Ready --timeout=180s
+kubectl --context "$ctx" -n kube-system rollout status deployment/coredns --timeout=180s
+log "cluster $CLUSTER_NAME ready in $((SECONDS - start))s (kubectl context $ctx)"
