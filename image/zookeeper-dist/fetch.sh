@@ -7,7 +7,7 @@
 # Usage: fetch.sh VERSION DEST
 set -euo pipefail
 version=${1:?usage: fetch.sh VERSION DEST}
-dest=${2:?usage: fetch.sh VERSION DEST}
+dest=$(realpath -m "${2:?usage: fetch.sh VERSION DEST}")
 here=$(cd "$(dirname "$0")" && pwd)
 sums="$here/SHA256SUMS.$version"
 [ -f "$sums" ] || { echo "fetch.sh: no pinned checksums for ZooKeeper $version ($sums); supported: $(ls "$here" | sed -n 's/^SHA256SUMS\.//p' | tr '\n' ' ')" >&2; exit 2; }
@@ -15,6 +15,7 @@ sums="$here/SHA256SUMS.$version"
 if [ -f "$dest/.complete" ] && [ "$(cat "$dest/.complete")" = "$(sha256sum "$sums" | cut -d' ' -f1)" ]; then
   exit 0
 fi
+mkdir -p "$(dirname "$dest")"
 tmp=$(mktemp -d "${dest%/}.tmp.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 # -C: fail when a download does not match the repository's own checksum.

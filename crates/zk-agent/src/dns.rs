@@ -30,13 +30,25 @@ pub fn wait_until_resolved(
     resolve: impl Fn(&str) -> bool,
     log: impl Fn(&str),
 ) -> Result<(), Vec<String>> {
+    wait_until_enough_resolve(names, |missing| missing.is_empty(), backoff, resolve, log)
+}
+
+/// Waits until `enough(missing names)` holds, logging one line per attempt that still lacks some.
+/// Returns the names still unresolved when the deadline passes.
+pub fn wait_until_enough_resolve(
+    names: &[String],
+    enough: impl Fn(&[String]) -> bool,
+    backoff: &Backoff,
+    resolve: impl Fn(&str) -> bool,
+    log: impl Fn(&str),
+) -> Result<(), Vec<String>> {
     let started = Instant::now();
     let mut delay = backoff.first;
     for attempt in 1.. {
         let missing: Vec<String> = names.iter().filter(|n| !resolve(n)).cloned().collect();
-        if missing.is_empty() {
+        if enough(&missing) {
             if attempt > 1 {
-                log(&format!("all {} ensemble names resolve after {attempt} attempts", names.len()));
+                log(&format!("{} of {} ensemble names resolve after {attempt} attempts", names.len() - missing.len(), names.len()));
             }
             return Ok(());
         }
@@ -81,7 +93,19 @@ mod tests {
         assert!(result.is_ok());
         let logged = logged.into_inner();
         assert!(logged[0].contains("attempt 1") && logged[0].contains("1 of 2") && logged[0].contains(": b;"), "{logged:?}");
-        assert!(logged.last().unwrap().contains("resolve after"), "{logged:?}");
+        assert!(logged.last().unwrap().contains("2 of 2 ensemble names resolve after"), "{logged:?}");
+    }
+
+    #[test]
+    fn stops_waiting_when_enough_names_resolve() {
+        let names: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
+        let backoff = Backoff { first: Duration::from_millis(1), max: Duration::from_millis(1), deadline: Duration::from_millis(50) };
+        let two_of_three = |missing: &[String]| missing.len() <= 1;
+        assert!(wait_until_enough_resolve(&names, two_of_three, &backoff, |n| n != "c", |_| {}).is_ok());
+        assert_eq!(
+            wait_until_enough_resolve(&names, two_of_three, &backoff, |n| n == "a", |_| {}),
+            Err(vec!["b".to_string(), "c".to_string()])
+        );
     }
 
     #[test]

@@ -35,6 +35,22 @@ fn parse_memory_limit(text: &str) -> Option<u64> {
     (limit < 1 << 60).then_some(limit)
 }
 
+/// JVM options that would switch off what the agent guarantees.
+const OWNED_SYSTEM_PROPERTIES: &[(&str, &str)] = &[
+    ("-Dzookeeper.db.autocreate", "it is the lost-disk guard: a member with an empty disk must sync before it votes"),
+    ("-Dzookeeper.snapshot.trust.empty", "an empty snapshot with transaction logs means lost data, not something to trust"),
+];
+
+/// Rejects user JVM options that would defeat the agent's safety settings.
+pub fn check_user_options(options: &[String]) -> Result<(), String> {
+    for option in options {
+        if let Some((property, why)) = OWNED_SYSTEM_PROPERTIES.iter().find(|(p, _)| option.starts_with(p)) {
+            return Err(format!("{property} is managed by zk-agent ({why}); remove {option:?}"));
+        }
+    }
+    Ok(())
+}
+
 pub struct JavaCommand {
     pub java: PathBuf,
     pub zookeeper_home: PathBuf,
@@ -93,6 +109,13 @@ mod tests {
         assert_eq!(parse_memory_limit("max\n"), None);
         assert_eq!(parse_memory_limit("9223372036854771712\n"), None);
         assert_eq!(parse_memory_limit("536870912\n"), Some(536870912));
+    }
+
+    #[test]
+    fn refuses_options_that_switch_off_the_guard() {
+        assert!(check_user_options(&["-Xmx1g".into(), "-Dfoo=1".into()]).is_ok());
+        let err = check_user_options(&["-Dzookeeper.db.autocreate=true".into()]).unwrap_err();
+        assert!(err.contains("lost-disk guard") && err.contains("remove"), "{err}");
     }
 
     #[test]

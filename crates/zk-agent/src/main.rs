@@ -76,6 +76,9 @@ struct MemberArgs {
     /// How long to wait for the ensemble's DNS names before giving up.
     #[arg(long, env = "ZK_DNS_TIMEOUT_SECONDS", default_value_t = 600)]
     dns_timeout_seconds: u64,
+    /// Once this member's and a majority's names resolve, how long to wait for the other peers'.
+    #[arg(long, env = "ZK_DNS_PEER_GRACE_SECONDS", default_value_t = 30)]
+    dns_peer_grace_seconds: u64,
 }
 
 #[derive(Args)]
@@ -127,12 +130,15 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<(), AgentError> {
     match cli.command {
         Command::Run(args) => {
+            let user_options: Vec<String> = args.jvm_opts.split_whitespace().map(String::from).collect();
+            jvm::check_user_options(&user_options)
+                .map_err(|message| AgentError::Usage { field: "--jvm-opts / ZK_JVM_OPTS".into(), message })?;
             let opts = start_options(&args.member)?;
             let prepared = start::prepare(&opts)?;
             let command = JavaCommand {
                 java: jvm::java_from_env(),
                 zookeeper_home: args.zookeeper_home,
-                user_options: args.jvm_opts.split_whitespace().map(String::from).collect(),
+                user_options,
                 memory_limit_bytes: jvm::container_memory_limit(),
                 config_file: prepared.config_file,
             };
@@ -217,5 +223,6 @@ fn start_options(args: &MemberArgs) -> Result<StartOptions, AgentError> {
             EnsembleStateArg::Existing => EnsembleState::Existing,
         },
         dns_backoff: Backoff { deadline: Duration::from_secs(args.dns_timeout_seconds), ..Backoff::default() },
+        dns_peer_grace: Duration::from_secs(args.dns_peer_grace_seconds),
     })
 }

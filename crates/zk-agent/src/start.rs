@@ -5,7 +5,7 @@ use crate::config::{property, Overrides, StaticConfig};
 use crate::dns::{self, Backoff};
 use crate::guard::{self, EnsembleState, StartMode};
 use crate::identity::Identity;
-use crate::members::{Membership, PeerDomain};
+use crate::members::{Membership, PeerDomain, Role};
 use crate::{log, probe, AgentError};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -24,6 +24,8 @@ pub struct StartOptions {
     pub metrics_port: u16,
     pub ensemble_state: EnsembleState,
     pub dns_backoff: Backoff,
+    /// Once a quorum's names resolve, how long to wait for the other peers' names.
+    pub dns_peer_grace: Duration,
 }
 
 #[derive(Debug)]
@@ -67,11 +69,7 @@ pub fn prepare(opts: &StartOptions) -> Result<Prepared, AgentError> {
     })?;
     check_myid(&zk_data_dir, myid)?;
 
-    let hosts: Vec<String> = membership.members.iter().map(|m| m.host.clone()).collect();
-    dns::wait_until_resolved(&hosts, &opts.dns_backoff, dns::resolves, log).map_err(|missing| AgentError::DnsTimeout {
-        seconds: opts.dns_backoff.deadline.as_secs(),
-        names: missing.join(", "),
-    })?;
+    wait_for_dns(opts, &membership, myid)?;
 
     let data = guard::data_state(&zk_data_dir).map_err(AgentError::io(format!("reading {}", zk_data_dir.display())))?;
     let serving_peer = if data == guard::DataState::Empty && opts.ensemble_state == EnsembleState::New {
@@ -119,6 +117,31 @@ pub fn prepare(opts: &StartOptions) -> Result<Prepared, AgentError> {
         config_file.display()
     ));
     Ok(Prepared { myid, config_file, start_mode, membership_source: source })
+}
+
+/// Waits until this member's own name and a majority of the voters' names resolve (without them
+/// no quorum can form), then gives the remaining peers a short grace period. A peer that stays
+/// unresolvable (its pod unschedulable, say) must not keep a majority from starting: ZooKeeper
+/// resolves peer addresses again on every connection attempt.
+fn wait_for_dns(opts: &StartOptions, membership: &Membership, myid: u64) -> Result<(), AgentError> {
+    let own = membership.member(myid).map(|m| m.host.clone()).unwrap_or_default();
+    let hosts: Vec<String> = membership.members.iter().map(|m| m.host.clone()).collect();
+    let voters: Vec<&str> = membership.members.iter().filter(|m| m.role == Role::Participant).map(|m| m.host.as_str()).collect();
+    let quorum = voters.len() / 2 + 1;
+    let enough = |missing: &[String]| {
+        !missing.contains(&own) && voters.iter().filter(|v| !missing.iter().any(|m| m == *v)).count() >= quorum
+    };
+    dns::wait_until_enough_resolve(&hosts, enough, &opts.dns_backoff, dns::resolves, log).map_err(|missing| {
+        AgentError::DnsTimeout { seconds: opts.dns_backoff.deadline.as_secs(), names: missing.join(", ") }
+    })?;
+    let grace = Backoff { deadline: opts.dns_peer_grace, ..Backoff::default() };
+    if let Err(missing) = dns::wait_until_resolved(&hosts, &grace, dns::resolves, log) {
+        log(&format!(
+            "starting with a quorum of names resolvable; ZooKeeper will retry these peers: {}",
+            missing.join(", ")
+        ));
+    }
+    Ok(())
 }
 
 /// The membership to start with, where it came from, and ZooKeeper's own dynamic file if used.
