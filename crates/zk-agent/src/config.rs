@@ -5,18 +5,48 @@ use std::path::{Path, PathBuf};
 
 /// Keys the agent sets itself, with what to do instead of overriding them.
 const OWNED_KEYS: &[(&str, &str)] = &[
-    ("dataDir", "the data directory is always <data dir>/zookeeper on the member's volume"),
-    ("dataLogDir", "transaction logs stay beside the snapshots on the member's volume"),
-    ("clientPort", "the client port comes from the member's line in the members file"),
-    ("clientPortAddress", "the client address comes from the member's line in the members file"),
-    ("dynamicConfigFile", "membership is written by the agent and by ZooKeeper's reconfiguration"),
-    ("standaloneEnabled", "a member always runs as part of an ensemble"),
-    ("reconfigEnabled", "dynamic reconfiguration is how members are added and removed"),
-    ("quorumListenOnAllIPs", "peers must be reachable on the pod's address whatever its DNS name resolves to"),
-    ("admin.enableServer", "the AdminServer is always on; set its port with --admin-port"),
+    (
+        "dataDir",
+        "the data directory is always <data dir>/zookeeper on the member's volume",
+    ),
+    (
+        "dataLogDir",
+        "transaction logs stay beside the snapshots on the member's volume",
+    ),
+    (
+        "clientPort",
+        "the client port comes from the member's line in the members file",
+    ),
+    (
+        "clientPortAddress",
+        "the client address comes from the member's line in the members file",
+    ),
+    (
+        "dynamicConfigFile",
+        "membership is written by the agent and by ZooKeeper's reconfiguration",
+    ),
+    (
+        "standaloneEnabled",
+        "a member always runs as part of an ensemble",
+    ),
+    (
+        "reconfigEnabled",
+        "dynamic reconfiguration is how members are added and removed",
+    ),
+    (
+        "quorumListenOnAllIPs",
+        "peers must be reachable on the pod's address whatever its DNS name resolves to",
+    ),
+    (
+        "admin.enableServer",
+        "the AdminServer is always on; set its port with --admin-port",
+    ),
     ("admin.serverAddress", "set --bind-address instead"),
     ("admin.serverPort", "set --admin-port instead"),
-    ("metricsProvider.className", "the Prometheus metrics provider is always on; set its port with --metrics-port"),
+    (
+        "metricsProvider.className",
+        "the Prometheus metrics provider is always on; set its port with --metrics-port",
+    ),
     ("metricsProvider.httpHost", "set --bind-address instead"),
     ("metricsProvider.httpPort", "set --metrics-port instead"),
 ];
@@ -52,7 +82,10 @@ impl Overrides {
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let bad = |message: String| AgentError::Config { origin: format!("{source} line {}", index + 1), message };
+            let bad = |message: String| AgentError::Config {
+                origin: format!("{source} line {}", index + 1),
+                message,
+            };
             let (key, value) = line
                 .split_once('=')
                 .ok_or_else(|| bad(format!("{line:?} is not a key=value line")))?;
@@ -61,7 +94,9 @@ impl Overrides {
                 return Err(bad(format!("{key:?} is not a configuration key")));
             }
             if let Some((_, instead)) = OWNED_KEYS.iter().find(|(owned, _)| *owned == key) {
-                return Err(bad(format!("{key} is managed by zk-agent and cannot be overridden: {instead}; remove it")));
+                return Err(bad(format!(
+                    "{key} is managed by zk-agent and cannot be overridden: {instead}; remove it"
+                )));
             }
             if let Some(prefix) = OWNED_PREFIXES.iter().find(|p| key.starts_with(*p)) {
                 return Err(bad(format!(
@@ -78,7 +113,10 @@ impl Overrides {
     }
 
     fn get(&self, key: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -100,7 +138,10 @@ impl StaticConfig {
         for (key, default) in DEFAULTS {
             line(key, self.overrides.get(key).unwrap_or(default));
         }
-        line(WHITELIST_KEY, &four_letter_whitelist(self.overrides.get(WHITELIST_KEY)));
+        line(
+            WHITELIST_KEY,
+            &four_letter_whitelist(self.overrides.get(WHITELIST_KEY)),
+        );
         for (key, value) in &self.overrides.0 {
             if key != WHITELIST_KEY && !DEFAULTS.iter().any(|(k, _)| k == key) {
                 line(key, value);
@@ -113,7 +154,10 @@ impl StaticConfig {
         line("admin.enableServer", "true");
         line("admin.serverAddress", &self.bind_address);
         line("admin.serverPort", &self.admin_port.to_string());
-        line("metricsProvider.className", "org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider");
+        line(
+            "metricsProvider.className",
+            "org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider",
+        );
         line("metricsProvider.httpHost", &self.bind_address);
         line("metricsProvider.httpPort", &self.metrics_port.to_string());
         line("dynamicConfigFile", &path_text(&self.dynamic_config_file));
@@ -122,8 +166,16 @@ impl StaticConfig {
 }
 
 fn four_letter_whitelist(user: Option<&str>) -> String {
-    let mut words: Vec<String> = REQUIRED_FOUR_LETTER_WORDS.iter().map(|w| w.to_string()).collect();
-    for word in user.unwrap_or_default().split(',').map(str::trim).filter(|w| !w.is_empty()) {
+    let mut words: Vec<String> = REQUIRED_FOUR_LETTER_WORDS
+        .iter()
+        .map(|w| w.to_string())
+        .collect();
+    for word in user
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|w| !w.is_empty())
+    {
         if !words.iter().any(|w| w == word) {
             words.push(word.to_string());
         }
@@ -138,10 +190,10 @@ fn path_text(path: &Path) -> String {
 /// Reads `key=value` from a ZooKeeper properties file (the last occurrence wins, as in Java's Properties).
 pub fn property(text: &str, key: &str) -> Option<String> {
     text.lines()
+        .rev()
         .filter_map(|l| l.trim().split_once('='))
-        .filter(|(k, _)| k.trim() == key)
+        .find(|(k, _)| k.trim() == key)
         .map(|(_, v)| v.trim().to_string())
-        .last()
 }
 
 #[cfg(test)]
@@ -177,7 +229,10 @@ mod tests {
         ] {
             assert!(text.contains(expected), "missing {expected:?} in\n{text}");
         }
-        assert!(!text.contains("clientPort"), "the client port belongs to the dynamic file:\n{text}");
+        assert!(
+            !text.contains("clientPort"),
+            "the client port belongs to the dynamic file:\n{text}"
+        );
     }
 
     #[test]
@@ -186,7 +241,10 @@ mod tests {
         assert!(text.contains("tickTime=3000\n"));
         assert_eq!(text.matches("tickTime=").count(), 1);
         assert!(text.contains("maxSessionTimeout=60000\n"));
-        assert!(text.contains("4lw.commands.whitelist=srvr,mntr,ruok,conf\n"), "{text}");
+        assert!(
+            text.contains("4lw.commands.whitelist=srvr,mntr,ruok,conf\n"),
+            "{text}"
+        );
         assert_eq!(property(&text, "tickTime").as_deref(), Some("3000"));
     }
 
@@ -199,13 +257,21 @@ mod tests {
             ("reconfigEnabled=false", "reconfiguration"),
             ("metricsProvider.httpPort=9", "--metrics-port"),
         ] {
-            let err = Overrides::parse(&format!("tickTime=1\n{line}"), "cfg").unwrap_err().to_string();
+            let err = Overrides::parse(&format!("tickTime=1\n{line}"), "cfg")
+                .unwrap_err()
+                .to_string();
             assert!(err.contains("cfg line 2"), "{err}");
             assert!(err.contains("managed by zk-agent"), "{err}");
             assert!(err.contains(hint), "{line}: {err}");
             assert!(err.contains(line.split('=').next().unwrap()), "{err}");
         }
-        assert!(Overrides::parse("tickTime=1\ntickTime=2", "cfg").unwrap_err().to_string().contains("twice"));
-        assert!(Overrides::parse("just words", "cfg").unwrap_err().to_string().contains("key=value"));
+        assert!(Overrides::parse("tickTime=1\ntickTime=2", "cfg")
+            .unwrap_err()
+            .to_string()
+            .contains("twice"));
+        assert!(Overrides::parse("just words", "cfg")
+            .unwrap_err()
+            .to_string()
+            .contains("key=value"));
     }
 }

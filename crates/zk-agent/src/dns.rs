@@ -14,12 +14,19 @@ pub struct Backoff {
 
 impl Default for Backoff {
     fn default() -> Self {
-        Backoff { first: Duration::from_millis(200), max: Duration::from_secs(5), deadline: Duration::from_secs(600) }
+        Backoff {
+            first: Duration::from_millis(200),
+            max: Duration::from_secs(5),
+            deadline: Duration::from_secs(600),
+        }
     }
 }
 
 pub fn resolves(host: &str) -> bool {
-    (host, 0).to_socket_addrs().map(|mut a| a.next().is_some()).unwrap_or(false)
+    (host, 0)
+        .to_socket_addrs()
+        .map(|mut a| a.next().is_some())
+        .unwrap_or(false)
 }
 
 /// Waits until every name resolves, logging one line per attempt that still lacks some.
@@ -48,7 +55,11 @@ pub fn wait_until_enough_resolve(
         let missing: Vec<String> = names.iter().filter(|n| !resolve(n)).cloned().collect();
         if enough(&missing) {
             if attempt > 1 {
-                log(&format!("{} of {} ensemble names resolve after {attempt} attempts", names.len() - missing.len(), names.len()));
+                log(&format!(
+                    "{} of {} ensemble names resolve after {attempt} attempts",
+                    names.len() - missing.len(),
+                    names.len()
+                ));
             }
             return Ok(());
         }
@@ -80,7 +91,11 @@ mod tests {
         let calls = Cell::new(0);
         let logged = std::cell::RefCell::new(Vec::new());
         let names = vec!["a".to_string(), "b".to_string()];
-        let backoff = Backoff { first: Duration::from_millis(1), max: Duration::from_millis(4), deadline: Duration::from_secs(5) };
+        let backoff = Backoff {
+            first: Duration::from_millis(1),
+            max: Duration::from_millis(4),
+            deadline: Duration::from_secs(5),
+        };
         let result = wait_until_resolved(
             &names,
             &backoff,
@@ -92,16 +107,33 @@ mod tests {
         );
         assert!(result.is_ok());
         let logged = logged.into_inner();
-        assert!(logged[0].contains("attempt 1") && logged[0].contains("1 of 2") && logged[0].contains(": b;"), "{logged:?}");
-        assert!(logged.last().unwrap().contains("2 of 2 ensemble names resolve after"), "{logged:?}");
+        assert!(
+            logged[0].contains("attempt 1")
+                && logged[0].contains("1 of 2")
+                && logged[0].contains(": b;"),
+            "{logged:?}"
+        );
+        assert!(
+            logged
+                .last()
+                .unwrap()
+                .contains("2 of 2 ensemble names resolve after"),
+            "{logged:?}"
+        );
     }
 
     #[test]
     fn stops_waiting_when_enough_names_resolve() {
         let names: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
-        let backoff = Backoff { first: Duration::from_millis(1), max: Duration::from_millis(1), deadline: Duration::from_millis(50) };
+        let backoff = Backoff {
+            first: Duration::from_millis(1),
+            max: Duration::from_millis(1),
+            deadline: Duration::from_millis(50),
+        };
         let two_of_three = |missing: &[String]| missing.len() <= 1;
-        assert!(wait_until_enough_resolve(&names, two_of_three, &backoff, |n| n != "c", |_| {}).is_ok());
+        assert!(
+            wait_until_enough_resolve(&names, two_of_three, &backoff, |n| n != "c", |_| {}).is_ok()
+        );
         assert_eq!(
             wait_until_enough_resolve(&names, two_of_three, &backoff, |n| n == "a", |_| {}),
             Err(vec!["b".to_string(), "c".to_string()])
@@ -110,8 +142,17 @@ mod tests {
 
     #[test]
     fn gives_up_at_the_deadline_naming_what_is_missing() {
-        let backoff = Backoff { first: Duration::from_millis(1), max: Duration::from_millis(2), deadline: Duration::from_millis(20) };
-        let result = wait_until_resolved(&["x".to_string(), "y".to_string()], &backoff, |n| n == "y", |_| {});
+        let backoff = Backoff {
+            first: Duration::from_millis(1),
+            max: Duration::from_millis(2),
+            deadline: Duration::from_millis(20),
+        };
+        let result = wait_until_resolved(
+            &["x".to_string(), "y".to_string()],
+            &backoff,
+            |n| n == "y",
+            |_| {},
+        );
         assert_eq!(result, Err(vec!["x".to_string()]));
     }
 }

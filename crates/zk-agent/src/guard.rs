@@ -35,15 +35,23 @@ pub enum StartMode {
 
 /// Decides how a member starts. `peer_serving` names a peer found serving in a quorum, if any:
 /// then the ensemble exists whatever the declared state says.
-pub fn start_mode(data: DataState, declared: EnsembleState, peer_serving: Option<&str>) -> StartMode {
+pub fn start_mode(
+    data: DataState,
+    declared: EnsembleState,
+    peer_serving: Option<&str>,
+) -> StartMode {
     match (data, declared, peer_serving) {
         (DataState::HasData, _, _) => StartMode::Recover,
         (DataState::Empty, EnsembleState::New, None) => StartMode::BootstrapEmpty,
         (DataState::Empty, EnsembleState::New, Some(peer)) => StartMode::SyncBeforeVoting {
-            reason: format!("the ensemble state says new, but {peer} is already serving in a quorum"),
+            reason: format!(
+                "the ensemble state says new, but {peer} is already serving in a quorum"
+            ),
         },
         (DataState::Empty, EnsembleState::Existing, _) => StartMode::SyncBeforeVoting {
-            reason: "the data directory is empty and the ensemble already exists (lost or new disk)".into(),
+            reason:
+                "the data directory is empty and the ensemble already exists (lost or new disk)"
+                    .into(),
         },
     }
 }
@@ -79,7 +87,11 @@ mod tests {
                 for peer in [None, Some("zk-1")] {
                     let mode = start_mode(data, declared, peer);
                     let bootstrap = mode == StartMode::BootstrapEmpty;
-                    assert_eq!(bootstrap, data == Empty && declared == New && peer.is_none(), "{data:?} {declared:?} {peer:?}");
+                    assert_eq!(
+                        bootstrap,
+                        data == Empty && declared == New && peer.is_none(),
+                        "{data:?} {declared:?} {peer:?}"
+                    );
                     assert_eq!(mode == StartMode::Recover, data == HasData);
                 }
             }

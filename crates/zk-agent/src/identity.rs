@@ -16,21 +16,28 @@ impl Identity {
     /// Parses a StatefulSet pod hostname `<name>-<ordinal>`, e.g. `zookeeper-2`.
     pub fn from_hostname(hostname: &str) -> Result<Identity, AgentError> {
         let short = hostname.split('.').next().unwrap_or_default();
-        let bad = |why: &str| AgentError::Usage {
+        let bad = |why: &str| {
+            AgentError::Usage {
             field: "--hostname / ZK_HOSTNAME".into(),
             message: format!(
                 "hostname {hostname:?} {why}; expected a StatefulSet pod name <name>-<ordinal> such as zookeeper-0 \
                  (set --ordinal to override the ordinal)"
             ),
+        }
         };
-        let (name, ordinal) = short.rsplit_once('-').ok_or_else(|| bad("has no '-<ordinal>' suffix"))?;
+        let (name, ordinal) = short
+            .rsplit_once('-')
+            .ok_or_else(|| bad("has no '-<ordinal>' suffix"))?;
         if name.is_empty() {
             return Err(bad("has an empty name before the ordinal"));
         }
         let ordinal = ordinal
             .parse::<u32>()
             .map_err(|_| bad("does not end in a number"))?;
-        Ok(Identity { name: name.to_string(), ordinal })
+        Ok(Identity {
+            name: name.to_string(),
+            ordinal,
+        })
     }
 
     /// The ZooKeeper server id (`myid`).
@@ -51,7 +58,13 @@ mod tests {
     #[test]
     fn parses_statefulset_hostnames() {
         let id = Identity::from_hostname("zookeeper-0").unwrap();
-        assert_eq!(id, Identity { name: "zookeeper".into(), ordinal: 0 });
+        assert_eq!(
+            id,
+            Identity {
+                name: "zookeeper".into(),
+                ordinal: 0
+            }
+        );
         assert_eq!(id.myid(), 1);
         let id = Identity::from_hostname("my-zk-12.my-zk-headless.ns.svc.cluster.local").unwrap();
         assert_eq!(id.name, "my-zk");

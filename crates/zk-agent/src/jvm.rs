@@ -10,7 +10,9 @@ const MIN_HEAP_MIB: u64 = 64;
 /// `-Xmx`/`-Xms` for a memory limit, unless the user set the heap in their JVM options.
 pub fn heap_flags(memory_limit_bytes: Option<u64>, user_options: &[String]) -> Vec<String> {
     let user_sized = user_options.iter().any(|o| {
-        o.starts_with("-Xmx") || o.starts_with("-XX:MaxRAMPercentage") || o.starts_with("-XX:MaxHeapSize")
+        o.starts_with("-Xmx")
+            || o.starts_with("-XX:MaxRAMPercentage")
+            || o.starts_with("-XX:MaxHeapSize")
     });
     match memory_limit_bytes {
         Some(limit) if !user_sized => {
@@ -37,15 +39,26 @@ fn parse_memory_limit(text: &str) -> Option<u64> {
 
 /// JVM options that would switch off what the agent guarantees.
 const OWNED_SYSTEM_PROPERTIES: &[(&str, &str)] = &[
-    ("-Dzookeeper.db.autocreate", "it is the lost-disk guard: a member with an empty disk must sync before it votes"),
-    ("-Dzookeeper.snapshot.trust.empty", "an empty snapshot with transaction logs means lost data, not something to trust"),
+    (
+        "-Dzookeeper.db.autocreate",
+        "it is the lost-disk guard: a member with an empty disk must sync before it votes",
+    ),
+    (
+        "-Dzookeeper.snapshot.trust.empty",
+        "an empty snapshot with transaction logs means lost data, not something to trust",
+    ),
 ];
 
 /// Rejects user JVM options that would defeat the agent's safety settings.
 pub fn check_user_options(options: &[String]) -> Result<(), String> {
     for option in options {
-        if let Some((property, why)) = OWNED_SYSTEM_PROPERTIES.iter().find(|(p, _)| option.starts_with(p)) {
-            return Err(format!("{property} is managed by zk-agent ({why}); remove {option:?}"));
+        if let Some((property, why)) = OWNED_SYSTEM_PROPERTIES
+            .iter()
+            .find(|(p, _)| option.starts_with(p))
+        {
+            return Err(format!(
+                "{property} is managed by zk-agent ({why}); remove {option:?}"
+            ));
         }
     }
     Ok(())
@@ -83,7 +96,9 @@ impl JavaCommand {
     /// Replaces this process with the JVM, so that signals reach it and its exit status is the pod's.
     pub fn exec(&self) -> std::io::Error {
         use std::os::unix::process::CommandExt;
-        std::process::Command::new(&self.java).args(self.args()).exec()
+        std::process::Command::new(&self.java)
+            .args(self.args())
+            .exec()
     }
 }
 
@@ -101,8 +116,14 @@ mod tests {
     #[test]
     fn heap_is_half_the_limit_unless_the_user_sized_it() {
         let gib = 1024 * 1024 * 1024;
-        assert_eq!(heap_flags(Some(2 * gib), &[]), vec!["-Xmx1024m", "-Xms1024m"]);
-        assert_eq!(heap_flags(Some(64 * 1024 * 1024), &[]), vec!["-Xmx64m", "-Xms64m"]);
+        assert_eq!(
+            heap_flags(Some(2 * gib), &[]),
+            vec!["-Xmx1024m", "-Xms1024m"]
+        );
+        assert_eq!(
+            heap_flags(Some(64 * 1024 * 1024), &[]),
+            vec!["-Xmx64m", "-Xms64m"]
+        );
         assert!(heap_flags(Some(2 * gib), &["-Xmx300m".into()]).is_empty());
         assert!(heap_flags(Some(2 * gib), &["-XX:MaxRAMPercentage=75".into()]).is_empty());
         assert!(heap_flags(None, &[]).is_empty());
@@ -115,7 +136,10 @@ mod tests {
     fn refuses_options_that_switch_off_the_guard() {
         assert!(check_user_options(&["-Xmx1g".into(), "-Dfoo=1".into()]).is_ok());
         let err = check_user_options(&["-Dzookeeper.db.autocreate=true".into()]).unwrap_err();
-        assert!(err.contains("lost-disk guard") && err.contains("remove"), "{err}");
+        assert!(
+            err.contains("lost-disk guard") && err.contains("remove"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -131,7 +155,10 @@ mod tests {
         assert_eq!(args[0], "-Xmx512m");
         assert!(args.contains(&"-Dzookeeper.db.autocreate=false".to_string()));
         let user = args.iter().position(|a| a == "-Dfoo=bar").unwrap();
-        let main = args.iter().position(|a| a == "org.apache.zookeeper.server.quorum.QuorumPeerMain").unwrap();
+        let main = args
+            .iter()
+            .position(|a| a == "org.apache.zookeeper.server.quorum.QuorumPeerMain")
+            .unwrap();
         assert!(user < main);
         assert_eq!(args.last().unwrap(), "/data/conf/zoo.cfg");
         assert!(args.contains(&"/opt/zookeeper/lib/*:/opt/zookeeper/conf".to_string()));

@@ -45,7 +45,11 @@ struct MemberArgs {
     #[command(flatten)]
     identity: IdentityArgs,
     /// Members in ZooKeeper's dynamic-configuration syntax, one `server.N=...` line each (mounted by the operator).
-    #[arg(long, env = "ZK_MEMBERS_FILE", default_value = "/etc/zookeeper/members/members")]
+    #[arg(
+        long,
+        env = "ZK_MEMBERS_FILE",
+        default_value = "/etc/zookeeper/members/members"
+    )]
     members_file: PathBuf,
     /// Number of StatefulSet replicas, used when the members file does not exist.
     #[arg(long, env = "ZK_REPLICAS")]
@@ -71,7 +75,12 @@ struct MemberArgs {
     #[arg(long, env = "ZK_METRICS_PORT", default_value_t = 7000)]
     metrics_port: u16,
     /// `new` only while the ensemble is created for the first time: then empty members may vote.
-    #[arg(long, env = "ZK_ENSEMBLE_STATE", value_enum, default_value = "existing")]
+    #[arg(
+        long,
+        env = "ZK_ENSEMBLE_STATE",
+        value_enum,
+        default_value = "existing"
+    )]
     ensemble_state: EnsembleStateArg,
     /// How long to wait for the ensemble's DNS names before giving up.
     #[arg(long, env = "ZK_DNS_TIMEOUT_SECONDS", default_value_t = 600)]
@@ -130,9 +139,12 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<(), AgentError> {
     match cli.command {
         Command::Run(args) => {
-            let user_options: Vec<String> = args.jvm_opts.split_whitespace().map(String::from).collect();
-            jvm::check_user_options(&user_options)
-                .map_err(|message| AgentError::Usage { field: "--jvm-opts / ZK_JVM_OPTS".into(), message })?;
+            let user_options: Vec<String> =
+                args.jvm_opts.split_whitespace().map(String::from).collect();
+            jvm::check_user_options(&user_options).map_err(|message| AgentError::Usage {
+                field: "--jvm-opts / ZK_JVM_OPTS".into(),
+                message,
+            })?;
             let opts = start_options(&args.member)?;
             let prepared = start::prepare(&opts)?;
             let command = JavaCommand {
@@ -142,9 +154,16 @@ fn run(cli: Cli) -> Result<(), AgentError> {
                 memory_limit_bytes: jvm::container_memory_limit(),
                 config_file: prepared.config_file,
             };
-            log(&format!("starting ZooKeeper: {} {}", command.java.display(), command.args().join(" ")));
+            log(&format!(
+                "starting ZooKeeper: {} {}",
+                command.java.display(),
+                command.args().join(" ")
+            ));
             let error = command.exec();
-            Err(AgentError::Io { context: format!("starting {}", command.java.display()), error })
+            Err(AgentError::Io {
+                context: format!("starting {}", command.java.display()),
+                error,
+            })
         }
         Command::Configure(args) => {
             let prepared = start::prepare(&start_options(&args)?)?;
@@ -158,8 +177,12 @@ fn run(cli: Cli) -> Result<(), AgentError> {
         Command::Probe(args) => {
             let timeout = Duration::from_secs(args.timeout_seconds);
             let result = match args.kind {
-                ProbeKind::Ready => probe::ready(&args.address, timeout).map(|mode| format!("serving as {mode:?}")),
-                ProbeKind::Live => probe::live(&args.address, timeout).map(|()| "alive".to_string()),
+                ProbeKind::Ready => {
+                    probe::ready(&args.address, timeout).map(|mode| format!("serving as {mode:?}"))
+                }
+                ProbeKind::Live => {
+                    probe::live(&args.address, timeout).map(|()| "alive".to_string())
+                }
             };
             match result {
                 Ok(message) => {
@@ -200,11 +223,17 @@ fn start_options(args: &MemberArgs) -> Result<StartOptions, AgentError> {
     if let Some(path) = args.config_overrides.as_ref().filter(|p| !p.is_file()) {
         return Err(AgentError::Usage {
             field: "--config-overrides / ZK_CONFIG_OVERRIDES_FILE".into(),
-            message: format!("{} is not a file; mount the overrides or unset the variable", path.display()),
+            message: format!(
+                "{} is not a file; mount the overrides or unset the variable",
+                path.display()
+            ),
         });
     }
     let domain = PeerDomain {
-        service: args.headless_service.clone().unwrap_or_else(|| format!("{}-headless", identity.name)),
+        service: args
+            .headless_service
+            .clone()
+            .unwrap_or_else(|| format!("{}-headless", identity.name)),
         namespace: args.namespace.clone(),
         cluster_domain: args.cluster_domain.clone(),
     };
@@ -222,7 +251,10 @@ fn start_options(args: &MemberArgs) -> Result<StartOptions, AgentError> {
             EnsembleStateArg::New => EnsembleState::New,
             EnsembleStateArg::Existing => EnsembleState::Existing,
         },
-        dns_backoff: Backoff { deadline: Duration::from_secs(args.dns_timeout_seconds), ..Backoff::default() },
+        dns_backoff: Backoff {
+            deadline: Duration::from_secs(args.dns_timeout_seconds),
+            ..Backoff::default()
+        },
         dns_peer_grace: Duration::from_secs(args.dns_peer_grace_seconds),
     })
 }

@@ -35,7 +35,11 @@ impl fmt::Display for Member {
             Role::Participant => "participant",
             Role::Observer => "observer",
         };
-        write!(f, "server.{}={}:{}:{}:{};", self.id, self.host, self.quorum_port, self.election_port, role)?;
+        write!(
+            f,
+            "server.{}={}:{}:{}:{};",
+            self.id, self.host, self.quorum_port, self.election_port, role
+        )?;
         if let Some(address) = &self.client_address {
             write!(f, "{address}:")?;
         }
@@ -74,7 +78,10 @@ impl Membership {
                 client_port: DEFAULT_CLIENT_PORT,
             })
             .collect();
-        Membership { members, version: None }
+        Membership {
+            members,
+            version: None,
+        }
     }
 
     /// Parses a members file or one of ZooKeeper's dynamic configuration files.
@@ -103,7 +110,11 @@ impl Membership {
                 .strip_prefix("server.")
                 .and_then(|id| id.parse::<u64>().ok())
                 .filter(|id| *id > 0)
-                .ok_or_else(|| bad(format!("expected server.<id> with a positive id, found {key:?}")))?;
+                .ok_or_else(|| {
+                    bad(format!(
+                        "expected server.<id> with a positive id, found {key:?}"
+                    ))
+                })?;
             let member = parse_server(id, value.trim()).map_err(bad)?;
             if members.iter().any(|m| m.id == id) {
                 return Err(bad(format!("server.{id} is listed twice")));
@@ -144,7 +155,9 @@ fn parse_server(id: u64, value: &str) -> Result<Member, String> {
         _ => Role::Participant,
     };
     let [host, quorum_port, election_port] = parts[..] else {
-        return Err(format!("server.{id} must be <host>:<quorum port>:<election port>[:role], found {server:?}"));
+        return Err(format!(
+            "server.{id} must be <host>:<quorum port>:<election port>[:role], found {server:?}"
+        ));
     };
     if host.is_empty() {
         return Err(format!("server.{id} has an empty host"));
@@ -180,7 +193,10 @@ pub struct PeerDomain {
 
 impl PeerDomain {
     pub fn host(&self, name: &str, ordinal: u32) -> String {
-        format!("{name}-{ordinal}.{}.{}.svc.{}", self.service, self.namespace, self.cluster_domain)
+        format!(
+            "{name}-{ordinal}.{}.{}.svc.{}",
+            self.service, self.namespace, self.cluster_domain
+        )
     }
 }
 
@@ -189,7 +205,11 @@ mod tests {
     use super::*;
 
     fn domain() -> PeerDomain {
-        PeerDomain { service: "zookeeper-headless".into(), namespace: "prod".into(), cluster_domain: "cluster.local".into() }
+        PeerDomain {
+            service: "zookeeper-headless".into(),
+            namespace: "prod".into(),
+            cluster_domain: "cluster.local".into(),
+        }
     }
 
     #[test]
@@ -214,7 +234,10 @@ mod tests {
         assert_eq!(parsed.version.as_deref(), Some("100000000"));
         assert_eq!(parsed.members[0].id, 1);
         assert_eq!(parsed.members[1].role, Role::Observer);
-        assert_eq!(parsed.members[1].client_address.as_deref(), Some("127.0.0.2"));
+        assert_eq!(
+            parsed.members[1].client_address.as_deref(),
+            Some("127.0.0.2")
+        );
         assert_eq!(parsed.members[1].client_port, 2182);
         // Without a role, a server is a participant (ZooKeeper's default).
         let m = Membership::parse("server.7=h:1:2;3", "f").unwrap();
@@ -224,7 +247,10 @@ mod tests {
     #[test]
     fn rejects_malformed_members_naming_the_line() {
         let cases = [
-            ("server.1=h:2888:3888;2181\nserver.1=h:2888:3888;2181", "listed twice"),
+            (
+                "server.1=h:2888:3888;2181\nserver.1=h:2888:3888;2181",
+                "listed twice",
+            ),
             ("server.0=h:2888:3888;2181", "positive id"),
             ("srv.1=h:2888:3888;2181", "server.<id>"),
             ("server.1=h:2888;2181", "<host>:<quorum port>"),
@@ -239,7 +265,9 @@ mod tests {
             assert!(err.contains(expected), "{text:?} gave {err}");
             assert!(err.contains("members"), "{err}");
         }
-        let err = Membership::parse("\n\nserver.1=h:x:3888;2181", "members").unwrap_err().to_string();
+        let err = Membership::parse("\n\nserver.1=h:x:3888;2181", "members")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("line 3"), "{err}");
     }
 }

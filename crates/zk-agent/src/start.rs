@@ -49,8 +49,10 @@ pub fn prepare(opts: &StartOptions) -> Result<Prepared, AgentError> {
     let myid = opts.identity.myid();
     let overrides = match &opts.overrides_file {
         Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(AgentError::io(format!("--config-overrides / ZK_CONFIG_OVERRIDES_FILE {}", path.display())))?;
+            let text = std::fs::read_to_string(path).map_err(AgentError::io(format!(
+                "--config-overrides / ZK_CONFIG_OVERRIDES_FILE {}",
+                path.display()
+            )))?;
             Overrides::parse(&text, &path.display().to_string())?
         }
         None => Overrides::default(),
@@ -71,16 +73,19 @@ pub fn prepare(opts: &StartOptions) -> Result<Prepared, AgentError> {
 
     wait_for_dns(opts, &membership, myid)?;
 
-    let data = guard::data_state(&zk_data_dir).map_err(AgentError::io(format!("reading {}", zk_data_dir.display())))?;
-    let serving_peer = if data == guard::DataState::Empty && opts.ensemble_state == EnsembleState::New {
-        serving_peer(&membership, myid)
-    } else {
-        None
-    };
+    let data = guard::data_state(&zk_data_dir)
+        .map_err(AgentError::io(format!("reading {}", zk_data_dir.display())))?;
+    let serving_peer =
+        if data == guard::DataState::Empty && opts.ensemble_state == EnsembleState::New {
+            serving_peer(&membership, myid)
+        } else {
+            None
+        };
     let start_mode = guard::start_mode(data, opts.ensemble_state, serving_peer.as_deref());
 
     let written_by_zookeeper = zookeeper_owned_dynamic_file.is_some();
-    let dynamic_file = zookeeper_owned_dynamic_file.unwrap_or_else(|| conf_dir.join("zoo.cfg.dynamic"));
+    let dynamic_file =
+        zookeeper_owned_dynamic_file.unwrap_or_else(|| conf_dir.join("zoo.cfg.dynamic"));
     let static_config = StaticConfig {
         zookeeper_data_dir: zk_data_dir.clone(),
         dynamic_config_file: dynamic_file.clone(),
@@ -91,7 +96,8 @@ pub fn prepare(opts: &StartOptions) -> Result<Prepared, AgentError> {
     };
 
     for dir in [&conf_dir, &zk_data_dir] {
-        std::fs::create_dir_all(dir).map_err(AgentError::io(format!("creating {}", dir.display())))?;
+        std::fs::create_dir_all(dir)
+            .map_err(AgentError::io(format!("creating {}", dir.display())))?;
     }
     write_atomic(&zk_data_dir.join("myid"), &format!("{myid}\n"))?;
     if !written_by_zookeeper {
@@ -106,17 +112,25 @@ pub fn prepare(opts: &StartOptions) -> Result<Prepared, AgentError> {
         }
         StartMode::SyncBeforeVoting { reason } => {
             remove_if_present(&marker)?;
-            log(&format!("{reason}: this member will not vote until it has synced from the leader"));
+            log(&format!(
+                "{reason}: this member will not vote until it has synced from the leader"
+            ));
         }
         StartMode::Recover => remove_if_present(&marker)?,
     }
     log(&format!(
-        "server.{myid} ({}) configured from {source}: {} members, config {}",
+        "server.{myid} ({}-{}) configured from {source}: {} members, config {}",
         opts.identity.name,
+        opts.identity.ordinal,
         membership.members.len(),
         config_file.display()
     ));
-    Ok(Prepared { myid, config_file, start_mode, membership_source: source })
+    Ok(Prepared {
+        myid,
+        config_file,
+        start_mode,
+        membership_source: source,
+    })
 }
 
 /// Waits until this member's own name and a majority of the voters' names resolve (without them
@@ -124,17 +138,36 @@ pub fn prepare(opts: &StartOptions) -> Result<Prepared, AgentError> {
 /// unresolvable (its pod unschedulable, say) must not keep a majority from starting: ZooKeeper
 /// resolves peer addresses again on every connection attempt.
 fn wait_for_dns(opts: &StartOptions, membership: &Membership, myid: u64) -> Result<(), AgentError> {
-    let own = membership.member(myid).map(|m| m.host.clone()).unwrap_or_default();
+    let own = membership
+        .member(myid)
+        .map(|m| m.host.clone())
+        .unwrap_or_default();
     let hosts: Vec<String> = membership.members.iter().map(|m| m.host.clone()).collect();
-    let voters: Vec<&str> = membership.members.iter().filter(|m| m.role == Role::Participant).map(|m| m.host.as_str()).collect();
+    let voters: Vec<&str> = membership
+        .members
+        .iter()
+        .filter(|m| m.role == Role::Participant)
+        .map(|m| m.host.as_str())
+        .collect();
     let quorum = voters.len() / 2 + 1;
     let enough = |missing: &[String]| {
-        !missing.contains(&own) && voters.iter().filter(|v| !missing.iter().any(|m| m == *v)).count() >= quorum
+        !missing.contains(&own)
+            && voters
+                .iter()
+                .filter(|v| !missing.iter().any(|m| m == *v))
+                .count()
+                >= quorum
     };
-    dns::wait_until_enough_resolve(&hosts, enough, &opts.dns_backoff, dns::resolves, log).map_err(|missing| {
-        AgentError::DnsTimeout { seconds: opts.dns_backoff.deadline.as_secs(), names: missing.join(", ") }
-    })?;
-    let grace = Backoff { deadline: opts.dns_peer_grace, ..Backoff::default() };
+    dns::wait_until_enough_resolve(&hosts, enough, &opts.dns_backoff, dns::resolves, log).map_err(
+        |missing| AgentError::DnsTimeout {
+            seconds: opts.dns_backoff.deadline.as_secs(),
+            names: missing.join(", "),
+        },
+    )?;
+    let grace = Backoff {
+        deadline: opts.dns_peer_grace,
+        ..Backoff::default()
+    };
     if let Err(missing) = dns::wait_until_resolved(&hosts, &grace, dns::resolves, log) {
         log(&format!(
             "starting with a quorum of names resolvable; ZooKeeper will retry these peers: {}",
@@ -151,7 +184,10 @@ fn wait_for_dns(opts: &StartOptions, membership: &Membership, myid: u64) -> Resu
 /// and wins over the members file: a member must never be restarted into a membership its
 /// ensemble did not commit. A member with no such file (new, or its disk was lost) takes the
 /// members file, then the StatefulSet's replicas.
-fn membership(opts: &StartOptions, config_file: &Path) -> Result<(Membership, String, Option<PathBuf>), AgentError> {
+fn membership(
+    opts: &StartOptions,
+    config_file: &Path,
+) -> Result<(Membership, String, Option<PathBuf>), AgentError> {
     if let Some(own) = zookeeper_dynamic_file(config_file) {
         if let Ok(text) = std::fs::read_to_string(&own) {
             let source = own.display().to_string();
@@ -160,7 +196,8 @@ fn membership(opts: &StartOptions, config_file: &Path) -> Result<(Membership, St
     }
     if let Some(path) = opts.members_file.as_ref().filter(|p| p.exists()) {
         let source = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(AgentError::io(format!("reading members file {source}")))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(AgentError::io(format!("reading members file {source}")))?;
         return Ok((Membership::parse(&text, &source)?, source, None));
     }
     match opts.replicas {
@@ -203,10 +240,16 @@ fn check_myid(zk_data_dir: &Path, myid: u64) -> Result<(), AgentError> {
 }
 
 fn serving_peer(membership: &Membership, myid: u64) -> Option<String> {
-    membership.members.iter().filter(|m| m.id != myid).find_map(|m| {
-        let address = format!("{}:{}", m.host, m.client_port);
-        probe::ready(&address, Duration::from_secs(1)).ok().map(|_| format!("server.{} ({address})", m.id))
-    })
+    membership
+        .members
+        .iter()
+        .filter(|m| m.id != myid)
+        .find_map(|m| {
+            let address = format!("{}:{}", m.host, m.client_port);
+            probe::ready(&address, Duration::from_secs(1))
+                .ok()
+                .map(|_| format!("server.{} ({address})", m.id))
+        })
 }
 
 fn write_atomic(path: &Path, contents: &str) -> Result<(), AgentError> {
@@ -218,9 +261,10 @@ fn write_atomic(path: &Path, contents: &str) -> Result<(), AgentError> {
 
 fn remove_if_present(path: &Path) -> Result<(), AgentError> {
     match std::fs::remove_file(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(AgentError::Io { context: format!("removing {}", path.display()), error: e })
-        }
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(AgentError::Io {
+            context: format!("removing {}", path.display()),
+            error: e,
+        }),
         _ => Ok(()),
     }
 }

@@ -18,15 +18,26 @@ async fn seed_scenario_member_comes_back_with_its_data() {
     for i in 0..3 {
         let myid = std::fs::read_to_string(zk.data_dir(i).join("zookeeper/myid")).unwrap();
         assert_eq!(myid.trim(), (i + 1).to_string());
-        assert!(!zk.data_dir(i).join("zookeeper/initialize").exists(), "ZooKeeper consumes the bootstrap marker");
+        assert!(
+            !zk.data_dir(i).join("zookeeper/initialize").exists(),
+            "ZooKeeper consumes the bootstrap marker"
+        );
     }
-    let probe = zk.agent(0, "probe", "existing").args(["ready", "--address", &zk.client_address(0)]).output().unwrap();
+    let probe = zk
+        .agent(0, "probe", "existing")
+        .args(["ready", "--address", &zk.client_address(0)])
+        .output()
+        .unwrap();
     assert!(probe.status.success(), "probe ready: {probe:?}");
     assert!(String::from_utf8_lossy(&probe.stdout).contains("serving as"));
 
     create(&common::client(&zk.client_address(0)).await, "/foo", "bar").await;
     zk.kill(0);
-    let probe = zk.agent(0, "probe", "existing").args(["ready", "--address", &zk.client_address(0)]).output().unwrap();
+    let probe = zk
+        .agent(0, "probe", "existing")
+        .args(["ready", "--address", &zk.client_address(0)])
+        .output()
+        .unwrap();
     assert!(!probe.status.success(), "a killed member is not ready");
     assert_eq!(read_through(&zk, 1, "/foo").await.as_deref(), Some("bar"));
 
@@ -48,7 +59,12 @@ async fn lost_disk_member_syncs_before_serving() {
     let mut zk = Ensemble::new("lostdisk", 3, 21200);
     zk.start_all("new");
     zk.wait_ready(&[0, 1, 2], READY);
-    create(&common::client(&zk.connect_string(&[0, 1])).await, "/foo", "bar").await;
+    create(
+        &common::client(&zk.connect_string(&[0, 1])).await,
+        "/foo",
+        "bar",
+    )
+    .await;
 
     zk.kill(2);
     zk.wipe(2);
@@ -57,14 +73,24 @@ async fn lost_disk_member_syncs_before_serving() {
     zk.start(2, "existing");
     let started = Instant::now();
     while !zk.ready(2) {
-        assert!(zk.ready(0) && zk.ready(1), "the two intact members must stay in quorum");
+        assert!(
+            zk.ready(0) && zk.ready(1),
+            "the two intact members must stay in quorum"
+        );
         assert!(zk.exited(2).is_none(), "member 2 exited:\n{}", zk.log(2));
-        assert!(started.elapsed() < READY, "member 2 never synced:\n{}", zk.log_tail(2));
+        assert!(
+            started.elapsed() < READY,
+            "member 2 never synced:\n{}",
+            zk.log_tail(2)
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let log = zk.log(2);
     assert!(log.contains("will not vote until it has synced"), "{log}");
-    assert!(log.contains("setting zxid to -1"), "ZooKeeper must have started with the empty-database guard:\n{log}");
+    assert!(
+        log.contains("setting zxid to -1"),
+        "ZooKeeper must have started with the empty-database guard:\n{log}"
+    );
     assert_eq!(read_through(&zk, 2, "/foo").await.as_deref(), Some("bar"));
 }
 
@@ -81,13 +107,20 @@ async fn empty_member_never_votes_with_a_stale_one() {
     zk.start(2, "existing");
     let watch = Instant::now();
     while watch.elapsed() < Duration::from_secs(15) {
-        assert!(!zk.ready(1) && !zk.ready(2), "a stale and an empty member formed a quorum without the member holding the data");
+        assert!(
+            !zk.ready(1) && !zk.ready(2),
+            "a stale and an empty member formed a quorum without the member holding the data"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     zk.start(0, "existing");
     zk.wait_ready(&[0, 1, 2], READY);
     for i in 0..3 {
-        assert_eq!(read_through(&zk, i, "/critical").await.as_deref(), Some("committed"), "member {i}");
+        assert_eq!(
+            read_through(&zk, i, "/critical").await.as_deref(),
+            Some("committed"),
+            "member {i}"
+        );
     }
 }
 
@@ -103,14 +136,23 @@ async fn control_an_empty_voter_with_a_stale_member_loses_committed_data() {
     zk.start(1, "existing");
     zk.start(2, "new");
     zk.wait_ready(&[1, 2], READY);
-    assert_eq!(read_through(&zk, 1, "/critical").await, None, "without the guard the committed write is gone");
+    assert_eq!(
+        read_through(&zk, 1, "/critical").await,
+        None,
+        "without the guard the committed write is gone"
+    );
 }
 
 async fn write_critical_then_lose_disk(zk: &mut Ensemble) {
     zk.start_all("new");
     zk.wait_ready(&[0, 1, 2], READY);
     zk.kill(1);
-    create(&common::client(&zk.connect_string(&[0])).await, "/critical", "committed").await;
+    create(
+        &common::client(&zk.connect_string(&[0])).await,
+        "/critical",
+        "committed",
+    )
+    .await;
     zk.kill(2);
     zk.wipe(2);
     zk.kill(0);
@@ -126,16 +168,29 @@ async fn members_wait_for_dns_then_form_one_ensemble() {
     for i in 0..3 {
         assert!(zk.exited(i).is_none(), "member {i} gave up:\n{}", zk.log(i));
         assert!(!zk.ready(i));
-        assert!(!zk.data_dir(i).join("conf/zoo.cfg").exists(), "member {i} wrote its configuration before DNS was ready");
+        assert!(
+            !zk.data_dir(i).join("conf/zoo.cfg").exists(),
+            "member {i} wrote its configuration before DNS was ready"
+        );
         let log = zk.log(i);
-        assert!(log.contains("waiting for DNS") && log.contains(&zk.host(2)), "member {i}:\n{log}");
+        assert!(
+            log.contains("waiting for DNS") && log.contains(&zk.host(2)),
+            "member {i}:\n{log}"
+        );
     }
     zk.set_resolvable(&[0, 1, 2]);
     zk.wait_ready(&[0, 1, 2], READY);
     let leaders: Vec<u32> = (0..3)
-        .filter(|i| zk_agent::probe::ready(&zk.client_address(*i), Duration::from_secs(1)) == Ok(zk_agent::probe::ServingMode::Leader))
+        .filter(|i| {
+            zk_agent::probe::ready(&zk.client_address(*i), Duration::from_secs(1))
+                == Ok(zk_agent::probe::ServingMode::Leader)
+        })
         .collect();
-    assert_eq!(leaders.len(), 1, "one ensemble has one leader, found {leaders:?}");
+    assert_eq!(
+        leaders.len(),
+        1,
+        "one ensemble has one leader, found {leaders:?}"
+    );
     create(&common::client(&zk.client_address(0)).await, "/dns", "ok").await;
     assert_eq!(read_through(&zk, 2, "/dns").await.as_deref(), Some("ok"));
 }

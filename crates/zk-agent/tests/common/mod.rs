@@ -27,7 +27,10 @@ pub fn zookeeper_home() -> PathBuf {
 }
 
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 pub fn agent_binary() -> PathBuf {
@@ -50,7 +53,13 @@ impl Ensemble {
         let _ = fs::remove_dir_all(&root);
         fs::create_dir_all(&root).unwrap();
         let hosts_file = root.join("hosts");
-        let ensemble = Ensemble { root, hosts_file, size, base_port, children: (0..size).map(|_| None).collect() };
+        let ensemble = Ensemble {
+            root,
+            hosts_file,
+            size,
+            base_port,
+            children: (0..size).map(|_| None).collect(),
+        };
         ensemble.set_resolvable(&(0..size).collect::<Vec<_>>());
         fs::write(ensemble.members_file(), ensemble.members_text()).unwrap();
         ensemble
@@ -66,7 +75,11 @@ impl Ensemble {
         format!("127.0.0.1:{}", self.client_port(i))
     }
     pub fn connect_string(&self, members: &[u32]) -> String {
-        members.iter().map(|i| self.client_address(*i)).collect::<Vec<_>>().join(",")
+        members
+            .iter()
+            .map(|i| self.client_address(*i))
+            .collect::<Vec<_>>()
+            .join(",")
     }
     pub fn data_dir(&self, i: u32) -> PathBuf {
         self.root.join(format!("member-{i}"))
@@ -101,7 +114,12 @@ impl Ensemble {
         for i in members {
             text.push_str(&format!("127.0.0.1 {}\n", self.host(*i)));
         }
-        let mut file = fs::OpenOptions::new().create(true).write(true).truncate(true).open(&self.hosts_file).unwrap();
+        let mut file = fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .open(&self.hosts_file)
+            .unwrap();
         file.write_all(text.as_bytes()).unwrap();
     }
 
@@ -109,7 +127,13 @@ impl Ensemble {
     pub fn in_namespace(&self, program: &Path) -> Command {
         let mut command = Command::new("unshare");
         command
-            .args(["--mount", "--", "sh", "-c", "mount --bind \"$0\" /etc/hosts && exec \"$@\""])
+            .args([
+                "--mount",
+                "--",
+                "sh",
+                "-c",
+                "mount --bind \"$0\" /etc/hosts && exec \"$@\"",
+            ])
             .arg(&self.hosts_file)
             .arg(program);
         command
@@ -126,8 +150,14 @@ impl Ensemble {
             .env("ZK_MEMBERS_FILE", self.members_file())
             .env("ZK_DATA_DIR", self.data_dir(i))
             .env("ZK_BIND_ADDRESS", "127.0.0.1")
-            .env("ZK_ADMIN_PORT", (self.base_port + 30 + i as u16).to_string())
-            .env("ZK_METRICS_PORT", (self.base_port + 40 + i as u16).to_string())
+            .env(
+                "ZK_ADMIN_PORT",
+                (self.base_port + 30 + i as u16).to_string(),
+            )
+            .env(
+                "ZK_METRICS_PORT",
+                (self.base_port + 40 + i as u16).to_string(),
+            )
             .env("ZK_ENSEMBLE_STATE", ensemble_state)
             .env("ZK_DNS_TIMEOUT_SECONDS", "120")
             .env("ZOOKEEPER_HOME", zookeeper_home())
@@ -140,8 +170,15 @@ impl Ensemble {
 
     /// Starts member `i` with `zk-agent run`, its output appended to its log file.
     pub fn start(&mut self, i: u32, ensemble_state: &str) {
-        assert!(self.children[i as usize].is_none(), "member {i} is already running");
-        let log = fs::OpenOptions::new().create(true).append(true).open(self.log_file(i)).unwrap();
+        assert!(
+            self.children[i as usize].is_none(),
+            "member {i} is already running"
+        );
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_file(i))
+            .unwrap();
         let child = self
             .agent(i, "run", ensemble_state)
             .stdin(Stdio::null())
@@ -168,7 +205,9 @@ impl Ensemble {
 
     /// The process exited by itself (the agent refused to start, or ZooKeeper died).
     pub fn exited(&mut self, i: u32) -> Option<std::process::ExitStatus> {
-        self.children[i as usize].as_mut().and_then(|c| c.try_wait().unwrap())
+        self.children[i as usize]
+            .as_mut()
+            .and_then(|c| c.try_wait().unwrap())
     }
 
     pub fn wipe(&self, i: u32) {
@@ -187,11 +226,17 @@ impl Ensemble {
             }
             for i in members {
                 if let Some(status) = self.exited(*i) {
-                    panic!("member {i} exited with {status} while waiting for it to be ready:\n{}", self.log(*i));
+                    panic!(
+                        "member {i} exited with {status} while waiting for it to be ready:\n{}",
+                        self.log(*i)
+                    );
                 }
             }
             if start.elapsed() > timeout {
-                let logs: String = members.iter().map(|i| format!("--- member {i}\n{}", self.log_tail(*i))).collect();
+                let logs: String = members
+                    .iter()
+                    .map(|i| format!("--- member {i}\n{}", self.log_tail(*i)))
+                    .collect();
                 panic!("members {members:?} not ready after {timeout:?}\n{logs}");
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -237,15 +282,22 @@ pub async fn client(connect: &str) -> zookeeper_client::Client {
 }
 
 pub async fn create(client: &zookeeper_client::Client, path: &str, value: &str) {
-    let options = zookeeper_client::CreateMode::Persistent.with_acls(zookeeper_client::Acls::anyone_all());
-    client.create(path, value.as_bytes(), &options).await.unwrap_or_else(|e| panic!("create {path}: {e}"));
+    let options =
+        zookeeper_client::CreateMode::Persistent.with_acls(zookeeper_client::Acls::anyone_all());
+    client
+        .create(path, value.as_bytes(), &options)
+        .await
+        .unwrap_or_else(|e| panic!("create {path}: {e}"));
 }
 
 /// Reads `path` through a session that talks only to `member`, after `sync` so the read
 /// reflects everything the quorum committed.
 pub async fn read_through(ensemble: &Ensemble, member: u32, path: &str) -> Option<String> {
     let client = client(&ensemble.client_address(member)).await;
-    client.sync(path).await.unwrap_or_else(|e| panic!("sync through member {member}: {e}"));
+    client
+        .sync(path)
+        .await
+        .unwrap_or_else(|e| panic!("sync through member {member}: {e}"));
     match client.get_data(path).await {
         Ok((data, _)) => Some(String::from_utf8(data).unwrap()),
         Err(zookeeper_client::Error::NoNode) => None,

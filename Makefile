@@ -1,0 +1,51 @@
+# ZooKeeper on Kubernetes: zk-agent, the ZooKeeper image, the local cluster.
+#
+#   make test          everything CI runs: Rust unit and integration tests on real ZooKeeper,
+#                      the image test in Docker, the local cluster test
+#   make image         the ZooKeeper images (3.9.4, and 3.8.3 for upgrade tests)
+#   make bench-agent   benchmark: ensemble start by zk-agent vs by hand
+#   make cluster       local kind cluster (see cluster/cluster.mk)
+
+ZOOKEEPER_VERSION ?= 3.9.4
+ZOOKEEPER_VERSIONS := 3.9.4 3.8.3
+IMAGE_REPO ?= zkop/zookeeper
+IMAGE ?= $(IMAGE_REPO):$(ZOOKEEPER_VERSION)
+
+export ZK_TEST_ZOOKEEPER_HOME := $(CURDIR)/build/zookeeper-$(ZOOKEEPER_VERSION)
+
+.PHONY: all build lint test test-rust test-image image images zookeeper-dist bench-agent clean
+
+all: build
+
+build:
+	cargo build --release -p zk-agent
+
+zookeeper-dist:
+	image/zookeeper-dist/fetch.sh $(ZOOKEEPER_VERSION) build/zookeeper-$(ZOOKEEPER_VERSION)
+
+lint:
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+test: lint test-rust test-image test-cluster
+
+# The ensemble tests start JVMs; two tests at a time fit two cores.
+test-rust: zookeeper-dist
+	cargo test --workspace -- --test-threads=2
+
+image: docker
+	image/build.sh $(ZOOKEEPER_VERSION) $(IMAGE)
+
+images: docker
+	@for v in $(ZOOKEEPER_VERSIONS); do image/build.sh $$v $(IMAGE_REPO):$$v || exit 1; done
+
+test-image: image
+	image/test.sh $(IMAGE)
+
+bench-agent: zookeeper-dist
+	cargo bench -p zk-agent --bench bootstrap -- 5
+
+clean:
+	rm -rf build target
+
+include cluster/cluster.mk
