@@ -1,0 +1,368 @@
+//! The `ZooKeeperCluster` custom resource, `zookeeper.zkop.io/v1alpha1`.
+//!
+//! The CRD (`deploy/chart/crds/zookeeperclusters.yaml`) is generated from these types by
+//! `cargo run -p zkop-api --bin crdgen`; validation lives here as schema constraints and CEL
+//! rules whose messages name the field and the fix.
+
+use k8s_openapi::api::core::v1::{ResourceRequirements, Toleration};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+pub const GROUP: &str = "zookeeper.zkop.io";
+pub const DEFAULT_VERSION: &str = "3.9.4";
+pub const DEFAULT_IMAGE_REPOSITORY: &str = "zkop/zookeeper";
+
+/// Keys of `spec.config` that the operator and zk-agent set themselves.
+pub const OWNED_CONFIG_KEYS: &[&str] = &[
+    "dataDir",
+    "dataLogDir",
+    "clientPort",
+    "clientPortAddress",
+    "dynamicConfigFile",
+    "standaloneEnabled",
+    "reconfigEnabled",
+    "quorumListenOnAllIPs",
+    "admin.enableServer",
+    "admin.serverAddress",
+    "admin.serverPort",
+    "metricsProvider.className",
+    "metricsProvider.httpHost",
+    "metricsProvider.httpPort",
+];
+pub const OWNED_CONFIG_PREFIXES: &[&str] = &["server.", "group.", "weight."];
+
+/// A ZooKeeper ensemble: a StatefulSet of members, each with its own volume, run by zk-agent.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "zookeeper.zkop.io",
+    version = "v1alpha1",
+    kind = "ZooKeeperCluster",
+    namespaced,
+    shortname = "zkc",
+    status = "ZooKeeperClusterStatus",
+    derive = "PartialEq",
+    scale(
+        spec_replicas_path = ".spec.replicas",
+        status_replicas_path = ".status.replicas",
+        label_selector_path = ".status.selector"
+    ),
+    printcolumn(name = "Desired", type_ = "integer", json_path = ".spec.replicas"),
+    printcolumn(name = "Ready", type_ = "integer", json_path = ".status.readyReplicas"),
+    printcolumn(name = "Leader", type_ = "string", json_path = ".status.leader"),
+    printcolumn(name = "Version", type_ = "string", json_path = ".status.version"),
+    printcolumn(
+        name = "Available",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Available\")].status"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ZooKeeperClusterSpec {
+    /// Number of members. An ensemble of 2n+1 members tolerates n failures: 1, 3, 5 or 7.
+    #[serde(default = "default_replicas")]
+    #[x_kube(validation = Rule::new("self == 1 || self == 3 || self == 5 || self == 7")
+        .message("spec.replicas must be 1, 3, 5 or 7: an odd number of members, so that a majority survives failures"))]
+    pub replicas: i32,
+
+    /// Apache ZooKeeper version; selects the image `zkop/zookeeper:<version>` unless `image` is set.
+    #[serde(default = "default_version")]
+    #[schemars(length(max = 16))]
+    #[x_kube(validation = Rule::new("self.matches('^3\\\\.(8|9)\\\\.[0-9]+$')")
+        .message("spec.version must be a ZooKeeper 3.8.x or 3.9.x release such as 3.9.4"))]
+    pub version: String,
+
+    /// Full image reference, overriding the one derived from `version`. It must run zk-agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+
+    /// Image pull policy for the ZooKeeper containers (default IfNotPresent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 16))]
+    #[x_kube(validation = Rule::new("self in ['Always', 'IfNotPresent', 'Never']")
+        .message("spec.imagePullPolicy must be Always, IfNotPresent or Never"))]
+    pub image_pull_policy: Option<String>,
+
+    /// CPU and memory for each member. The JVM heap is half the memory limit unless -Xmx is in jvmOptions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+
+    /// Extra JVM options, e.g. ["-Xmx512m"].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32), inner(length(max = 256)))]
+    #[x_kube(validation = Rule::new("self.all(o, !o.startsWith('-Dzookeeper.db.autocreate') && !o.startsWith('-Dzookeeper.snapshot.trust.empty'))")
+        .message("spec.jvmOptions must not set zookeeper.db.autocreate or zookeeper.snapshot.trust.empty: they switch off the lost-disk guard"))]
+    pub jvm_options: Vec<String>,
+
+    /// Storage for each member.
+    #[serde(default)]
+    pub storage: StorageSpec,
+
+    /// ZooKeeper settings (zoo.cfg keys) merged over the defaults, e.g. {"tickTime": "2000"}.
+    /// Membership, ports and paths belong to the operator and cannot be set here.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 64), inner(length(max = 1024)))]
+    #[x_kube(validation = Rule::new(owned_config_rule()).message(owned_config_message().as_str()))]
+    pub config: BTreeMap<String, String>,
+
+    /// Where members run.
+    #[serde(default)]
+    pub placement: PlacementSpec,
+}
+
+fn owned_config_rule() -> String {
+    format!(
+        "self.all(k, !(k in {}) && {})",
+        cel_list(OWNED_CONFIG_KEYS),
+        prefix_checks("k")
+    )
+}
+
+fn owned_config_message() -> String {
+    format!(
+        "spec.config must not set {} or {}: the operator manages membership, ports and paths; remove them from spec.config",
+        OWNED_CONFIG_KEYS.join(", "),
+        OWNED_CONFIG_PREFIXES.iter().map(|p| format!("{p}*")).collect::<Vec<_>>().join(", ")
+    )
+}
+
+fn cel_list(items: &[&str]) -> String {
+    format!(
+        "[{}]",
+        items
+            .iter()
+            .map(|k| format!("'{k}'"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
+fn prefix_checks(var: &str) -> String {
+    OWNED_CONFIG_PREFIXES
+        .iter()
+        .map(|p| format!("!{var}.startsWith('{p}')"))
+        .collect::<Vec<_>>()
+        .join(" && ")
+}
+
+fn default_replicas() -> i32 {
+    3
+}
+fn default_version() -> String {
+    DEFAULT_VERSION.to_string()
+}
+
+/// One PersistentVolumeClaim per member.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(oldSelf.size) || !has(self.size) || quantity(self.size).compareTo(quantity(oldSelf.size)) >= 0")
+    .message("spec.storage.size cannot be decreased: volumes do not shrink. Keep the old size, or create a new cluster"))]
+#[x_kube(validation = Rule::new("(has(self.storageClassName) ? self.storageClassName : '') == (has(oldSelf.storageClassName) ? oldSelf.storageClassName : '')")
+    .message("spec.storage.storageClassName is immutable: existing volumes keep their class"))]
+pub struct StorageSpec {
+    /// Size of each member's volume (default 1Gi). It may grow (if the StorageClass allows expansion), never shrink.
+    #[serde(default = "default_storage_size")]
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = Rule::new("isQuantity(self) && quantity(self).isGreaterThan(quantity('0'))").message("spec.storage.size must be a positive quantity such as 10Gi"))]
+    pub size: String,
+
+    /// StorageClass of the volumes; the cluster's default class when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    pub storage_class_name: Option<String>,
+
+    /// What happens to the volumes when the cluster is deleted or scaled down.
+    #[serde(default)]
+    pub retention: RetentionSpec,
+}
+
+impl Default for StorageSpec {
+    fn default() -> Self {
+        StorageSpec {
+            size: default_storage_size(),
+            storage_class_name: None,
+            retention: RetentionSpec::default(),
+        }
+    }
+}
+
+fn default_storage_size() -> String {
+    "1Gi".into()
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RetentionSpec {
+    /// Volumes when the ZooKeeperCluster is deleted: Retain (default, data kept for recovery) or Delete.
+    #[serde(default)]
+    pub when_deleted: RetentionPolicy,
+    /// Volumes of members removed by scaling down: Delete (default, a member added again never
+    /// starts from stale data) or Retain.
+    #[serde(default = "delete_policy")]
+    pub when_scaled: RetentionPolicy,
+}
+
+impl Default for RetentionSpec {
+    fn default() -> Self {
+        RetentionSpec {
+            when_deleted: RetentionPolicy::Retain,
+            when_scaled: RetentionPolicy::Delete,
+        }
+    }
+}
+
+fn delete_policy() -> RetentionPolicy {
+    RetentionPolicy::Delete
+}
+
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default,
+)]
+pub enum RetentionPolicy {
+    #[default]
+    Retain,
+    Delete,
+}
+
+impl RetentionPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RetentionPolicy::Retain => "Retain",
+            RetentionPolicy::Delete => "Delete",
+        }
+    }
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PlacementSpec {
+    /// Spreading members over nodes: Preferred (default) tries to put each member on its own node;
+    /// Required refuses to schedule two members on one node.
+    #[serde(default)]
+    pub anti_affinity: AntiAffinity,
+    /// Also spread members evenly over this topology key (e.g. topology.kubernetes.io/zone), at most one apart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    pub topology_spread_key: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+}
+
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default,
+)]
+pub enum AntiAffinity {
+    #[default]
+    Preferred,
+    Required,
+}
+
+/// Observed state, written by the operator.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ZooKeeperClusterStatus {
+    /// The generation of the spec this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Available, Progressing and Degraded, as Kubernetes API conventions describe conditions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// Members that exist (pods of the StatefulSet).
+    #[serde(default)]
+    pub replicas: i32,
+    /// Members serving in a quorum.
+    #[serde(default)]
+    pub ready_replicas: i32,
+    /// Pod name of the current leader.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader: Option<String>,
+    /// ZooKeeper version the members run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Label selector of the members' pods (for the scale subresource).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<MemberStatus>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberStatus {
+    /// Pod name.
+    pub name: String,
+    /// ZooKeeper server id (myid).
+    pub id: u64,
+    /// leader, follower, observer, or none when not serving.
+    pub role: String,
+    pub ready: bool,
+}
+
+impl ZooKeeperClusterSpec {
+    /// The image the members run.
+    pub fn image(&self) -> String {
+        self.image
+            .clone()
+            .unwrap_or_else(|| format!("{DEFAULT_IMAGE_REPOSITORY}:{}", self.version))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::CustomResourceExt;
+
+    fn spec(json: serde_json::Value) -> ZooKeeperClusterSpec {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn defaults_make_a_three_member_cluster() {
+        let s = spec(serde_json::json!({}));
+        assert_eq!(s.replicas, 3);
+        assert_eq!(s.image(), "zkop/zookeeper:3.9.4");
+        assert_eq!(s.storage.size, "1Gi");
+        assert_eq!(s.storage.retention.when_deleted, RetentionPolicy::Retain);
+        assert_eq!(s.storage.retention.when_scaled, RetentionPolicy::Delete);
+        assert_eq!(s.placement.anti_affinity, AntiAffinity::Preferred);
+    }
+
+    #[test]
+    fn crd_carries_the_validation_rules_and_columns() {
+        let crd = serde_json::to_string(&ZooKeeperCluster::crd()).unwrap();
+        for expected in [
+            "spec.replicas must be 1, 3, 5 or 7",
+            "spec.storage.size cannot be decreased",
+            "are managed by the operator",
+            "'dataDir'",
+            "startsWith('server.')",
+            "x-kubernetes-validations",
+            "\"Leader\"",
+            "specReplicasPath",
+        ] {
+            assert!(crd.contains(expected), "CRD lacks {expected}");
+        }
+    }
+
+    #[test]
+    fn owned_keys_match_the_agent() {
+        // The agent rejects these too; the CRD rejects them before they reach a pod.
+        for key in OWNED_CONFIG_KEYS {
+            assert!(owned_config_rule().contains(&format!("'{key}'")));
+        }
+    }
+}
+
+/// The CRD as YAML, as committed under deploy/.
+pub fn crd_yaml() -> String {
+    use kube::CustomResourceExt;
+    serde_yaml::to_string(&ZooKeeperCluster::crd()).expect("the CRD serializes")
+}

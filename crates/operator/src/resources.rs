@@ -1,0 +1,555 @@
+//! The objects a ZooKeeperCluster owns, computed from its spec: pure functions, no API calls.
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Service, ServiceAccount};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::{Resource, ResourceExt};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use zk_agent::guard::EnsembleState;
+use zk_agent::members::{Membership, PeerDomain};
+use zkop_api::{AntiAffinity, ZooKeeperCluster};
+
+pub const CLIENT_PORT: i32 = 2181;
+pub const QUORUM_PORT: i32 = 2888;
+pub const ELECTION_PORT: i32 = 3888;
+pub const METRICS_PORT: i32 = 7000;
+pub const ADMIN_PORT: i32 = 8080;
+pub const CONFIG_HASH_ANNOTATION: &str = "zookeeper.zkop.io/config-hash";
+pub const MEMBERS_KEY: &str = "members";
+pub const OVERRIDES_KEY: &str = "zoo.cfg.overrides";
+pub const ENSEMBLE_STATE_KEY: &str = "ensemble-state";
+const UID: i64 = 1000;
+
+/// Names of everything a cluster owns, derived from its name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Names {
+    pub cluster: String,
+    pub namespace: String,
+}
+
+impl Names {
+    pub fn of(zk: &ZooKeeperCluster) -> Names {
+        Names {
+            cluster: zk.name_any(),
+            namespace: zk.namespace().unwrap_or_else(|| "default".into()),
+        }
+    }
+    pub fn statefulset(&self) -> String {
+        self.cluster.clone()
+    }
+    pub fn headless_service(&self) -> String {
+        format!("{}-headless", self.cluster)
+    }
+    pub fn client_service(&self) -> String {
+        format!("{}-client", self.cluster)
+    }
+    pub fn config_map(&self) -> String {
+        format!("{}-config", self.cluster)
+    }
+    pub fn pod(&self, ordinal: u32) -> String {
+        format!("{}-{ordinal}", self.cluster)
+    }
+    pub fn selector_labels(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            (
+                "app.kubernetes.io/name".to_string(),
+                "zookeeper".to_string(),
+            ),
+            (
+                "app.kubernetes.io/instance".to_string(),
+                self.cluster.clone(),
+            ),
+        ])
+    }
+    pub fn label_selector(&self) -> String {
+        self.selector_labels()
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+    fn labels(&self) -> BTreeMap<String, String> {
+        let mut labels = self.selector_labels();
+        labels.insert(
+            "app.kubernetes.io/managed-by".into(),
+            "zookeeper-operator".into(),
+        );
+        labels
+    }
+}
+
+/// Operator-wide settings that are not part of a cluster's spec.
+#[derive(Debug, Clone)]
+pub struct OperatorSettings {
+    pub cluster_domain: String,
+}
+
+/// Everything the operator applies for one cluster.
+#[derive(Debug, Clone)]
+pub struct Desired {
+    pub service_account: ServiceAccount,
+    pub headless_service: Service,
+    pub client_service: Service,
+    pub config_map: ConfigMap,
+    pub statefulset: StatefulSet,
+    pub pod_disruption_budget: PodDisruptionBudget,
+}
+
+pub fn desired(
+    zk: &ZooKeeperCluster,
+    settings: &OperatorSettings,
+    ensemble_state: EnsembleState,
+    existing_claim_templates: Option<&[PersistentVolumeClaim]>,
+) -> Desired {
+    let names = Names::of(zk);
+    let owner = owner_reference(zk);
+    let meta = |name: String| {
+        json!({
+            "name": name,
+            "namespace": names.namespace,
+            "labels": names.labels(),
+            "ownerReferences": [owner],
+        })
+    };
+    let selector = names.selector_labels();
+    let ports = json!([
+        {"name": "client", "port": CLIENT_PORT, "targetPort": "client"},
+        {"name": "quorum", "port": QUORUM_PORT, "targetPort": "quorum"},
+        {"name": "election", "port": ELECTION_PORT, "targetPort": "election"},
+    ]);
+    Desired {
+        service_account: typed(json!({
+            "apiVersion": "v1", "kind": "ServiceAccount",
+            "metadata": meta(names.statefulset()),
+            "automountServiceAccountToken": false,
+        })),
+        headless_service: typed(json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": meta(names.headless_service()),
+            "spec": {
+                "clusterIP": "None",
+                // Members must find each other before they are ready: readiness means "in quorum".
+                "publishNotReadyAddresses": true,
+                "selector": selector,
+                "ports": ports,
+            },
+        })),
+        client_service: typed(json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": meta(names.client_service()),
+            "spec": {
+                "type": "ClusterIP",
+                "selector": selector,
+                "ports": [{"name": "client", "port": CLIENT_PORT, "targetPort": "client"}],
+            },
+        })),
+        config_map: typed(json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": meta(names.config_map()),
+            "data": config_map_data(zk, &names, settings, ensemble_state),
+        })),
+        statefulset: statefulset(
+            zk,
+            &names,
+            settings,
+            meta(names.statefulset()),
+            existing_claim_templates,
+        ),
+        pod_disruption_budget: typed(json!({
+            "apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+            "metadata": meta(names.statefulset()),
+            "spec": {
+                // One member at a time, whatever the size: a voluntary disruption never costs more
+                // than the one member a rolling operation may have down.
+                "maxUnavailable": 1,
+                "selector": {"matchLabels": selector},
+            },
+        })),
+    }
+}
+
+fn config_map_data(
+    zk: &ZooKeeperCluster,
+    names: &Names,
+    settings: &OperatorSettings,
+    ensemble_state: EnsembleState,
+) -> BTreeMap<String, String> {
+    let domain = PeerDomain {
+        service: names.headless_service(),
+        namespace: names.namespace.clone(),
+        cluster_domain: settings.cluster_domain.clone(),
+    };
+    let replicas = u32::try_from(zk.spec.replicas.max(1)).unwrap_or(1);
+    BTreeMap::from([
+        (
+            MEMBERS_KEY.to_string(),
+            Membership::from_statefulset(&names.statefulset(), replicas, &domain).render(),
+        ),
+        (OVERRIDES_KEY.to_string(), overrides_text(zk)),
+        (
+            ENSEMBLE_STATE_KEY.to_string(),
+            match ensemble_state {
+                EnsembleState::New => "new",
+                EnsembleState::Existing => "existing",
+            }
+            .to_string(),
+        ),
+    ])
+}
+
+fn overrides_text(zk: &ZooKeeperCluster) -> String {
+    zk.spec
+        .config
+        .iter()
+        .map(|(k, v)| format!("{k}={v}\n"))
+        .collect()
+}
+
+/// A hash of everything that needs a restart to take effect and is not already in the pod
+/// template: the ZooKeeper configuration. Membership is left out: it changes by reconfiguration.
+pub fn config_hash(zk: &ZooKeeperCluster) -> String {
+    let digest = Sha256::digest(overrides_text(zk).as_bytes());
+    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+fn statefulset(
+    zk: &ZooKeeperCluster,
+    names: &Names,
+    settings: &OperatorSettings,
+    metadata: Value,
+    existing_claim_templates: Option<&[PersistentVolumeClaim]>,
+) -> StatefulSet {
+    let spec = &zk.spec;
+    let selector = names.selector_labels();
+    let mut pod_labels = names.labels();
+    pod_labels.insert("app.kubernetes.io/component".into(), "server".into());
+    let claim_templates = match existing_claim_templates {
+        // volumeClaimTemplates cannot change once created; growth is applied to each PVC instead.
+        Some(existing) => serde_json::to_value(existing).expect("PVC templates serialize"),
+        None => json!([{
+            "metadata": {"name": "data", "labels": selector},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "storageClassName": spec.storage.storage_class_name,
+                "resources": {"requests": {"storage": spec.storage.size}},
+            },
+        }]),
+    };
+    let term = json!({"labelSelector": {"matchLabels": selector}, "topologyKey": "kubernetes.io/hostname"});
+    let anti_affinity = match spec.placement.anti_affinity {
+        AntiAffinity::Preferred => json!({
+            "preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 100, "podAffinityTerm": term}],
+        }),
+        AntiAffinity::Required => json!({"requiredDuringSchedulingIgnoredDuringExecution": [term]}),
+    };
+    let topology_spread: Vec<Value> = spec
+        .placement
+        .topology_spread_key
+        .iter()
+        .map(|key| {
+            json!({
+                "maxSkew": 1, "topologyKey": key, "whenUnsatisfiable": "DoNotSchedule",
+                "labelSelector": {"matchLabels": selector},
+            })
+        })
+        .collect();
+    let probe = |kind: &str, period: i32, failures: i32| {
+        json!({
+            "exec": {"command": ["zk-agent", "probe", kind]},
+            "periodSeconds": period, "timeoutSeconds": 5, "failureThreshold": failures,
+        })
+    };
+    let env = json!([
+        {"name": "ZK_MEMBERS_FILE", "value": format!("/etc/zookeeper/{MEMBERS_KEY}")},
+        {"name": "ZK_CONFIG_OVERRIDES_FILE", "value": format!("/etc/zookeeper/{OVERRIDES_KEY}")},
+        // Read at each container start, so the operator can flip it without a rollout.
+        {"name": "ZK_ENSEMBLE_STATE", "valueFrom": {"configMapKeyRef": {"name": names.config_map(), "key": ENSEMBLE_STATE_KEY}}},
+        {"name": "ZK_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        {"name": "ZK_HEADLESS_SERVICE", "value": names.headless_service()},
+        {"name": "ZK_CLUSTER_DOMAIN", "value": settings.cluster_domain},
+        {"name": "ZK_JVM_OPTS", "value": spec.jvm_options.join(" ")},
+    ]);
+    typed(json!({
+        "apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": metadata,
+        "spec": {
+            "replicas": spec.replicas,
+            "serviceName": names.headless_service(),
+            // A new ensemble starts all members at once; they need each other for a quorum.
+            "podManagementPolicy": "Parallel",
+            "updateStrategy": {"type": "RollingUpdate"},
+            "persistentVolumeClaimRetentionPolicy": {
+                "whenDeleted": spec.storage.retention.when_deleted.as_str(),
+                "whenScaled": spec.storage.retention.when_scaled.as_str(),
+            },
+            "selector": {"matchLabels": selector},
+            "template": {
+                "metadata": {
+                    "labels": pod_labels,
+                    "annotations": {CONFIG_HASH_ANNOTATION: config_hash(zk)},
+                },
+                "spec": {
+                    "serviceAccountName": names.statefulset(),
+                    "automountServiceAccountToken": false,
+                    "enableServiceLinks": false,
+                    "terminationGracePeriodSeconds": 30,
+                    "securityContext": {
+                        "runAsNonRoot": true, "runAsUser": UID, "runAsGroup": UID, "fsGroup": UID,
+                        "fsGroupChangePolicy": "OnRootMismatch",
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "affinity": {"podAntiAffinity": anti_affinity},
+                    "topologySpreadConstraints": topology_spread,
+                    "nodeSelector": spec.placement.node_selector,
+                    "tolerations": spec.placement.tolerations,
+                    "containers": [{
+                        "name": "zookeeper",
+                        "image": spec.image(),
+                        "imagePullPolicy": spec.image_pull_policy.clone().unwrap_or_else(|| "IfNotPresent".into()),
+                        "args": ["run"],
+                        "env": env,
+                        "ports": [
+                            {"name": "client", "containerPort": CLIENT_PORT},
+                            {"name": "quorum", "containerPort": QUORUM_PORT},
+                            {"name": "election", "containerPort": ELECTION_PORT},
+                            {"name": "metrics", "containerPort": METRICS_PORT},
+                            {"name": "admin", "containerPort": ADMIN_PORT},
+                        ],
+                        "readinessProbe": probe("ready", 5, 2),
+                        "livenessProbe": probe("live", 10, 6),
+                        // The agent may wait for DNS and a member may sync a large snapshot.
+                        "startupProbe": probe("live", 5, 120),
+                        "resources": spec.resources,
+                        "securityContext": {
+                            "allowPrivilegeEscalation": false,
+                            "readOnlyRootFilesystem": true,
+                            "capabilities": {"drop": ["ALL"]},
+                        },
+                        "volumeMounts": [
+                            {"name": "data", "mountPath": "/data"},
+                            {"name": "config", "mountPath": "/etc/zookeeper", "readOnly": true},
+                            {"name": "tmp", "mountPath": "/tmp"},
+                        ],
+                    }],
+                    "volumes": [
+                        {"name": "config", "configMap": {"name": names.config_map()}},
+                        {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
+                    ],
+                },
+            },
+            "volumeClaimTemplates": claim_templates,
+        },
+    }))
+}
+
+fn owner_reference(zk: &ZooKeeperCluster) -> OwnerReference {
+    zk.controller_owner_ref(&())
+        .unwrap_or_else(|| OwnerReference {
+            api_version: ZooKeeperCluster::api_version(&()).into_owned(),
+            kind: ZooKeeperCluster::kind(&()).into_owned(),
+            name: zk.name_any(),
+            uid: zk.uid().unwrap_or_default(),
+            controller: Some(true),
+            block_owner_deletion: Some(true),
+        })
+}
+
+/// Our JSON manifests are fixed shapes; a failure here is a bug caught by the unit tests.
+fn typed<T: serde::de::DeserializeOwned>(value: Value) -> T {
+    let mut value = value;
+    strip_nulls(&mut value);
+    serde_json::from_value(value).expect("manifest matches its Kubernetes type")
+}
+
+/// Optional spec fields render as null; server-side apply must not see them as "set to null".
+fn strip_nulls(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            map.retain(|_, v| !v.is_null());
+            map.values_mut().for_each(strip_nulls);
+        }
+        Value::Array(items) => items.iter_mut().for_each(strip_nulls),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zkop_api::ZooKeeperClusterSpec;
+
+    pub fn cluster(spec: Value) -> ZooKeeperCluster {
+        let spec: ZooKeeperClusterSpec = serde_json::from_value(spec).unwrap();
+        let mut zk = ZooKeeperCluster::new("zookeeper", spec);
+        zk.metadata.namespace = Some("prod".into());
+        zk.metadata.uid = Some("uid-1".into());
+        zk
+    }
+
+    fn settings() -> OperatorSettings {
+        OperatorSettings {
+            cluster_domain: "cluster.local".into(),
+        }
+    }
+
+    #[test]
+    fn headless_service_publishes_not_ready_members() {
+        let d = desired(&cluster(json!({})), &settings(), EnsembleState::New, None);
+        let spec = d.headless_service.spec.unwrap();
+        assert_eq!(spec.cluster_ip.as_deref(), Some("None"));
+        assert_eq!(spec.publish_not_ready_addresses, Some(true));
+        assert_eq!(
+            d.headless_service.metadata.owner_references.unwrap()[0].uid,
+            "uid-1"
+        );
+    }
+
+    #[test]
+    fn members_file_lists_every_replica_by_stable_dns_name() {
+        let d = desired(
+            &cluster(json!({"replicas": 5})),
+            &settings(),
+            EnsembleState::New,
+            None,
+        );
+        let data = d.config_map.data.unwrap();
+        let members = Membership::parse(&data[MEMBERS_KEY], "members").unwrap();
+        assert_eq!(members.members.len(), 5);
+        assert_eq!(
+            members.members[4].host,
+            "zookeeper-4.zookeeper-headless.prod.svc.cluster.local"
+        );
+        assert_eq!(data[ENSEMBLE_STATE_KEY], "new");
+        let d = desired(
+            &cluster(json!({})),
+            &settings(),
+            EnsembleState::Existing,
+            None,
+        );
+        assert_eq!(d.config_map.data.unwrap()[ENSEMBLE_STATE_KEY], "existing");
+    }
+
+    #[test]
+    fn configuration_changes_change_the_pod_template_but_scaling_does_not() {
+        let template = |spec: Value| {
+            let sts =
+                desired(&cluster(spec), &settings(), EnsembleState::Existing, None).statefulset;
+            serde_json::to_value(sts.spec.unwrap().template).unwrap()
+        };
+        let base = template(json!({"config": {"tickTime": "2000"}}));
+        assert_ne!(base, template(json!({"config": {"tickTime": "3000"}})));
+        assert_ne!(
+            base,
+            template(json!({"config": {"tickTime": "2000"}, "jvmOptions": ["-Xmx1g"]}))
+        );
+        assert_ne!(
+            base,
+            template(json!({"config": {"tickTime": "2000"}, "version": "3.8.3"}))
+        );
+        assert_eq!(
+            base,
+            template(json!({"config": {"tickTime": "2000"}, "replicas": 5}))
+        );
+    }
+
+    #[test]
+    fn statefulset_is_parallel_restricted_and_spread() {
+        let sts = desired(
+            &cluster(json!({"placement": {"antiAffinity": "Required", "topologySpreadKey": "topology.kubernetes.io/zone"},
+                            "storage": {"size": "5Gi", "storageClassName": "fast", "retention": {"whenDeleted": "Delete"}}})),
+            &settings(),
+            EnsembleState::New,
+            None,
+        )
+        .statefulset;
+        let spec = sts.spec.unwrap();
+        assert_eq!(spec.pod_management_policy.as_deref(), Some("Parallel"));
+        assert_eq!(spec.service_name.as_deref(), Some("zookeeper-headless"));
+        let retention = spec.persistent_volume_claim_retention_policy.unwrap();
+        assert_eq!(retention.when_deleted.as_deref(), Some("Delete"));
+        assert_eq!(retention.when_scaled.as_deref(), Some("Delete"));
+        let claim = &spec.volume_claim_templates.unwrap()[0];
+        assert_eq!(
+            claim.spec.as_ref().unwrap().storage_class_name.as_deref(),
+            Some("fast")
+        );
+        let pod = spec.template.spec.unwrap();
+        assert!(pod
+            .affinity
+            .unwrap()
+            .pod_anti_affinity
+            .unwrap()
+            .required_during_scheduling_ignored_during_execution
+            .is_some());
+        assert_eq!(
+            pod.topology_spread_constraints.unwrap()[0].topology_key,
+            "topology.kubernetes.io/zone"
+        );
+        let security = pod.security_context.unwrap();
+        assert_eq!(security.run_as_non_root, Some(true));
+        let container = &pod.containers[0];
+        assert_eq!(container.image.as_deref(), Some("zkop/zookeeper:3.9.4"));
+        assert_eq!(
+            container
+                .security_context
+                .as_ref()
+                .unwrap()
+                .read_only_root_filesystem,
+            Some(true)
+        );
+        let ready = container
+            .readiness_probe
+            .as_ref()
+            .unwrap()
+            .exec
+            .as_ref()
+            .unwrap();
+        assert_eq!(
+            ready.command.as_ref().unwrap(),
+            &["zk-agent", "probe", "ready"]
+        );
+    }
+
+    #[test]
+    fn existing_claim_templates_are_kept() {
+        let first = desired(&cluster(json!({})), &settings(), EnsembleState::New, None).statefulset;
+        let existing = first.spec.unwrap().volume_claim_templates.unwrap();
+        let grown = desired(
+            &cluster(json!({"storage": {"size": "9Gi"}})),
+            &settings(),
+            EnsembleState::New,
+            Some(&existing),
+        );
+        assert_eq!(
+            grown
+                .statefulset
+                .spec
+                .unwrap()
+                .volume_claim_templates
+                .unwrap(),
+            existing
+        );
+    }
+
+    #[test]
+    fn disruption_budget_allows_one_member_down_at_any_size() {
+        for replicas in [1, 3, 5, 7] {
+            let pdb = desired(
+                &cluster(json!({"replicas": replicas})),
+                &settings(),
+                EnsembleState::New,
+                None,
+            )
+            .pod_disruption_budget;
+            let spec = pdb.spec.unwrap();
+            assert_eq!(
+                spec.max_unavailable,
+                Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(1))
+            );
+            assert!(spec.min_available.is_none());
+        }
+    }
+}
