@@ -98,8 +98,7 @@ log "preloading images into the node's containerd"
 cid=$(docker run -d --privileged --entrypoint /bin/bash -v "$work/preload.tar:/preload.tar:ro" "$NODE_IMAGE-stage" -c '
   containerd >/tmp/containerd.log 2>&1 &
   for i in $(seq 1 60); do ctr version >/dev/null 2>&1 && break; sleep 0.5; done
-  ctr -n k8s.io images import --no-unpack --all-platforms --digests \
-      --label=io.cri-containerd.pinned=pinned /preload.tar
+  ctr -n k8s.io images import --no-unpack --all-platforms --digests /preload.tar
   rc=$?
   ctr -n k8s.io images ls -q
   kill %1; wait
@@ -114,4 +113,11 @@ docker rmi "$NODE_IMAGE-stage" >/dev/null
 
 log "saving $NODE_IMAGE to $node_tar"
 docker save -o "$node_tar.tmp" "$NODE_IMAGE" && mv "$node_tar.tmp" "$node_tar"
+
+# Drop node images of older inputs (an image still used by a running node stays).
+find "$IMG_CACHE" -name 'kind-node-*.tar' ! -name "${node_tar##*/}" -delete
+for repo in zk-on-k8s/kind-node zk-on-k8s/tools; do
+  docker images "$repo" --format '{{.Repository}}:{{.Tag}}' |
+    grep -vxF -e "$NODE_IMAGE" -e "${TOOLS_IMAGE#docker.io/}" | xargs -r docker rmi >/dev/null 2>&1 || true
+done
 echo "$NODE_IMAGE"

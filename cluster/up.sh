@@ -35,6 +35,21 @@ fi
 log "creating cluster $CLUSTER_NAME from $node_image"
 kind create cluster --name "$CLUSTER_NAME" --image "$node_image" \
   --config "$CLUSTER_DIR/kind-config.yaml" --wait 5m
+if [[ $node_image != "$NODE_IMAGE_UPSTREAM" ]]; then
+  # Our nodes keep Docker's resolver (127.0.0.11) in /etc/resolv.conf, which
+  # from a pod is the pod's own loopback: CoreDNS would forward to itself (its
+  # loop plugin then exits). Nothing here needs names outside the cluster, so
+  # CoreDNS serves cluster.local only: no forward, no loop check.
+  corefile=$(kubectl --context "$ctx" -n kube-system get configmap coredns -o jsonpath='{.data.Corefile}')
+  if grep -q 'forward \.' <<<"$corefile"; then
+    log "CoreDNS: serving cluster names only"
+    sed -e '/^ *forward \. /,/^ *}/d' -e '/^ *loop$/d' <<<"$corefile" >"$CACHE/Corefile.$$"
+    kubectl --context "$ctx" -n kube-system create configmap coredns --from-file=Corefile="$CACHE/Corefile.$$" \
+      --dry-run=client -o yaml | kubectl --context "$ctx" apply -f - >/dev/null
+    rm -f "$CACHE/Corefile.$$"
+    kubectl --context "$ctx" -n kube-system rollout restart deployment/coredns >/dev/null
+  fi
+fi
 kubectl --context "$ctx" wait nodes --all --for=condition=Ready --timeout=180s
 kubectl --context "$ctx" -n kube-system rollout status deployment/coredns --timeout=180s
 log "cluster $CLUSTER_NAME ready in $((SECONDS - start))s (kubectl context $ctx)"
