@@ -4,6 +4,9 @@
 #                      the image test in Docker, the local cluster test
 #   make image         the ZooKeeper images (3.9.4, and 3.8.3 for upgrade tests)
 #   make bench-agent   benchmark: ensemble start by zk-agent vs by hand
+#   make demo          the main job: local cluster, operator, a 3-member ensemble, the seed's test
+#   make e2e           end-to-end tests of the operator on the local cluster
+#   make bench         benchmark: operator vs a plain StatefulSet, on the local cluster
 #   make cluster       local kind cluster (see cluster/cluster.mk)
 
 ZOOKEEPER_VERSION ?= 3.9.4
@@ -13,7 +16,7 @@ IMAGE ?= $(IMAGE_REPO):$(ZOOKEEPER_VERSION)
 
 export ZK_TEST_ZOOKEEPER_HOME := $(CURDIR)/build/zookeeper-$(ZOOKEEPER_VERSION)
 
-.PHONY: all build lint test test-rust test-image image images zookeeper-dist bench-agent clean
+.PHONY: all build lint test test-rust test-image image images zookeeper-dist bench-agent clean crd check-crd install demo e2e bench
 
 all: build
 
@@ -27,11 +30,31 @@ lint:
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --quiet -- -D warnings
 
-test: lint test-rust test-image test-cluster
+test: lint check-crd test-rust test-image test-cluster e2e
 
 # The ensemble tests start JVMs; two tests at a time fit two cores.
 test-rust: zookeeper-dist
-	cargo test --workspace -- --test-threads=2
+	cargo test --workspace --exclude e2e -- --test-threads=2
+
+# The CRD is generated from crates/api; the committed copy must match.
+crd:
+	cargo run -q -p zkop-api --bin crdgen > deploy/chart/crds/zookeeperclusters.yaml
+
+check-crd:
+	@cargo run -q -p zkop-api --bin crdgen | diff -u deploy/chart/crds/zookeeperclusters.yaml - \
+	  || { echo "deploy/chart/crds is stale: run make crd" >&2; exit 1; }
+
+install: cluster docker
+	scripts/install-operator.sh
+
+demo: install
+	scripts/demo.sh
+
+e2e: install
+	cargo test -p e2e --test operator -- --test-threads=1
+
+bench: install
+	cargo bench -p e2e --bench operator
 
 image: docker
 	image/build.sh $(ZOOKEEPER_VERSION) $(IMAGE)

@@ -12,7 +12,9 @@ here=$(cd "$(dirname "$0")" && pwd)
 sums="$here/SHA256SUMS.$version"
 [ -f "$sums" ] || { echo "fetch.sh: no pinned checksums for ZooKeeper $version ($sums); supported: $(ls "$here" | sed -n 's/^SHA256SUMS\.//p' | tr '\n' ' ')" >&2; exit 2; }
 
-if [ -f "$dest/.complete" ] && [ "$(cat "$dest/.complete")" = "$(sha256sum "$sums" | cut -d' ' -f1)" ]; then
+# What the assembled directory is made of; a change to any of it assembles it again.
+stamp=$(cat "$sums" "$here/logback.xml" "$here/zkCli.sh" | sha256sum | cut -d' ' -f1)
+if [ -f "$dest/.complete" ] && [ "$(cat "$dest/.complete")" = "$stamp" ]; then
   exit 0
 fi
 mkdir -p "$(dirname "$dest")"
@@ -28,7 +30,7 @@ mkdir -p "$tmp/conf" "$tmp/bin"
 cp "$here/logback.xml" "$tmp/conf/logback.xml"
 cp "$here/zkCli.sh" "$tmp/bin/zkCli.sh"
 chmod 0755 "$tmp/bin/zkCli.sh"
-sha256sum "$sums" | cut -d' ' -f1 > "$tmp/.complete"
+echo "$stamp" > "$tmp/.complete"
 rm -rf "$dest"
 mv "$tmp" "$dest"
 trap - EXIT

@@ -1,0 +1,131 @@
+//! Helpers for end-to-end tests against the cluster in KUBECONFIG, with the operator installed
+//! (`make e2e` does both).
+#![allow(dead_code)]
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::Client;
+use std::process::Command;
+use std::time::{Duration, Instant};
+use zkop_api::ZooKeeperCluster;
+
+pub async fn client() -> Client {
+    Client::try_default().await.expect("a cluster in KUBECONFIG (run `make e2e`)")
+}
+
+/// A fresh namespace under Pod Security "restricted", removed when the test is done.
+pub struct TestNamespace {
+    pub name: String,
+    client: Client,
+}
+
+impl TestNamespace {
+    pub async fn new(client: &Client, name: &str) -> TestNamespace {
+        let api: Api<Namespace> = Api::all(client.clone());
+        if api.get_opt(name).await.unwrap().is_some() {
+            let _ = api.delete(name, &DeleteParams::default()).await;
+            wait_for(Duration::from_secs(180), &format!("namespace {name} to go away"), || async {
+                api.get_opt(name).await.unwrap().is_none()
+            })
+            .await;
+        }
+        let ns: Namespace = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "labels": {"pod-security.kubernetes.io/enforce": "restricted"}}
+        }))
+        .unwrap();
+        api.create(&PostParams::default(), &ns).await.unwrap();
+        TestNamespace { name: name.to_string(), client: client.clone() }
+    }
+
+    pub fn clusters(&self) -> Api<ZooKeeperCluster> {
+        Api::namespaced(self.client.clone(), &self.name)
+    }
+
+    pub fn api<K>(&self) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+    {
+        Api::namespaced(self.client.clone(), &self.name)
+    }
+
+    pub async fn create_cluster(&self, name: &str, spec: serde_json::Value) -> Result<ZooKeeperCluster, kube::Error> {
+        let zk: ZooKeeperCluster = serde_json::from_value(serde_json::json!({
+            "apiVersion": "zookeeper.zkop.io/v1alpha1", "kind": "ZooKeeperCluster",
+            "metadata": {"name": name}, "spec": spec,
+        }))
+        .unwrap();
+        self.clusters().create(&PostParams::default(), &zk).await
+    }
+
+    /// A merge patch of the spec, as `kubectl patch --type merge` would send, with strict field validation.
+    pub async fn patch_spec(&self, name: &str, spec: serde_json::Value) -> Result<ZooKeeperCluster, kube::Error> {
+        let mut params = PatchParams::default();
+        params.field_validation = Some(kube::api::ValidationDirective::Strict);
+        self.clusters().patch(name, &params, &Patch::Merge(serde_json::json!({"spec": spec}))).await
+    }
+
+    pub async fn wait_available(&self, name: &str, timeout: Duration) -> ZooKeeperCluster {
+        let api = self.clusters();
+        wait_for(timeout, &format!("{}/{name} to be Available with all members serving", self.name), || async {
+            api.get(name).await.ok().is_some_and(|zk| fully_available(&zk))
+        })
+        .await;
+        api.get(name).await.unwrap()
+    }
+
+    pub fn kubectl(&self, args: &[&str]) -> (bool, String) {
+        let output = Command::new("kubectl").arg("-n").arg(&self.name).args(args).output().expect("kubectl");
+        let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        (output.status.success(), text)
+    }
+
+    /// The seed's way in: `kubectl exec POD -- /opt/zookeeper/bin/zkCli.sh ARGS`.
+    pub fn zkcli(&self, pod: &str, args: &[&str]) -> String {
+        let mut full = vec!["exec", pod, "--", "/opt/zookeeper/bin/zkCli.sh"];
+        full.extend_from_slice(args);
+        self.kubectl(&full).1
+    }
+}
+
+impl Drop for TestNamespace {
+    fn drop(&mut self) {
+        if std::env::var_os("E2E_KEEP_NAMESPACES").is_none() {
+            let _ = Command::new("kubectl").args(["delete", "namespace", &self.name, "--wait=false"]).output();
+        }
+    }
+}
+
+pub fn fully_available(zk: &ZooKeeperCluster) -> bool {
+    let Some(status) = &zk.status else { return false };
+    status.observed_generation == zk.metadata.generation
+        && status.ready_replicas == zk.spec.replicas
+        && status.conditions.iter().any(|c| c.type_ == "Available" && c.status == "True")
+}
+
+pub fn condition<'a>(zk: &'a ZooKeeperCluster, kind: &str) -> Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+    zk.status.as_ref()?.conditions.iter().find(|c| c.type_ == kind)
+}
+
+pub async fn wait_for<F, Fut>(timeout: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// The API server's message for a rejected request.
+pub fn rejection(result: Result<ZooKeeperCluster, kube::Error>) -> String {
+    match result {
+        Ok(_) => panic!("the API server accepted an invalid ZooKeeperCluster"),
+        Err(kube::Error::Api(status)) => status.message.clone(),
+        Err(other) => panic!("unexpected error: {other}"),
+    }
+}

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Builds the operator image: image/build-operator.sh REPOSITORY
+# The tag is derived from the binary's content, so a new build is a new tag and `helm upgrade`
+# rolls the operator out. Prints the full reference on its last line.
+set -euo pipefail
+repository=${1:?usage: build-operator.sh REPOSITORY}
+root=$(cd "$(dirname "$0")/.." && pwd)
+context="$root/build/operator-image-context"
+cargo build --quiet --release -p zkop-operator --manifest-path "$root/Cargo.toml"
+rm -rf "$context" && mkdir -p "$context"
+cp "$root/target/release/zookeeper-operator" "$context/"
+tag="0.1.0-$(sha256sum "$context/zookeeper-operator" | cut -c1-12)"
+docker build --quiet -f "$root/image/operator.Dockerfile" -t "$repository:$tag" "$context" >/dev/null
+echo "$repository:$tag"
