@@ -19,7 +19,8 @@ cluster:
 cluster-down:
 	cluster/down.sh
 
-test-cluster:
+# depends on cluster: creates it if it is not up (a second or so if it is)
+test-cluster: cluster
 	cluster/test.sh
 
 load-image:

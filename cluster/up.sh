@@ -23,8 +23,10 @@ done
 
 ctx=kind-$CLUSTER_NAME
 if kind get clusters 2>/dev/null | grep -qx "$CLUSTER_NAME"; then
-  current=$(docker inspect -f '{{.Config.Image}}' "$CLUSTER_NAME-control-plane" 2>/dev/null || true)
-  if [[ $current == "$node_image" ]] &&
+  # after a restart of Docker the nodes are stopped: recreate rather than restart
+  current=$(docker inspect -f '{{.Config.Image}} {{.State.Running}}' "$CLUSTER_NAME-control-plane" 2>/dev/null || true)
+  stopped=$(docker ps -a --filter "label=io.x-k8s.kind.cluster=$CLUSTER_NAME" --filter status=exited -q)
+  if [[ $current == "$node_image true" && -z $stopped ]] &&
      kubectl --context "$ctx" wait nodes --all --for=condition=Ready --timeout=60s >/dev/null 2>&1; then
     log "cluster $CLUSTER_NAME already up ($node_image)"; exit 0
   fi
