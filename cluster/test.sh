@@ -47,6 +47,10 @@ spec:
       command: ["bash", "-c", $(jq -Rn --arg c "$cmd" '$c')]
 EOF
 }
+retry() { # retry SECONDS COMMAND...: until the command succeeds, once a second
+  local until=$((SECONDS + $1)); shift
+  until "$@"; do (( SECONDS < until )) || return 1; sleep 1; done
+}
 ready() { k -n "$ns" wait --for=condition=Ready --timeout=120s "$@" >/dev/null; }
 ex() { local p=$1; shift; k -n "$ns" exec "$p" -- "$@"; }
 
@@ -73,7 +77,8 @@ check "it is the image built just now" test "$(ex loaded cat /built-locally 2>/d
 
 # --- 3. DNS: kubernetes.default and a StatefulSet pod behind a headless Service --
 kube_ip=$(k get svc kubernetes -o jsonpath='{.spec.clusterIP}')
-resolved=$(ex loaded getent hosts kubernetes.default.svc.cluster.local 2>/dev/null | awk '{print $1}')
+lookup() { resolved=$(ex loaded getent hosts "$1" 2>/dev/null | awk '{print $1}'); [[ -n $resolved ]]; }
+retry 30 lookup kubernetes.default.svc.cluster.local
 check "pod resolves kubernetes.default.svc.cluster.local ($resolved = $kube_ip)" \
   test -n "$kube_ip" -a "$resolved" = "$kube_ip"
 k -n "$ns" apply -f - >/dev/null <<EOF
@@ -104,11 +109,7 @@ spec:
 EOF
 check "StatefulSet web rolls out" k -n "$ns" rollout status statefulset/web --timeout=180s
 web1_ip=$(k -n "$ns" get pod web-1 -o jsonpath='{.status.podIP}')
-resolved=""
-for _ in $(seq 1 30); do  # the DNS record appears once the pod is Ready
-  resolved=$(ex loaded getent hosts "web-1.web.$ns.svc.cluster.local" 2>/dev/null | awk '{print $1}')
-  [[ -n $resolved ]] && break; sleep 1
-done
+retry 30 lookup "web-1.web.$ns.svc.cluster.local"  # the record appears once web-1 is Ready
 check "pod resolves web-1.web.$ns.svc.cluster.local to web-1's IP ($resolved = $web1_ip)" \
   test -n "$web1_ip" -a "$resolved" = "$web1_ip"
 
@@ -117,9 +118,12 @@ pod server "${workers[0]}" "perl -e '$SERVER'"
 pod client "${workers[1]}"
 ready pod/server pod/client
 server_ip=$(k -n "$ns" get pod server -o jsonpath='{.status.podIP}')
-reply=$(ex client bash -c "exec 3<>/dev/tcp/$server_ip/8080 && timeout 5 cat <&3" 2>&1)
+hello() { # hello FROM-POD IP EXPECTED: connect from a pod, read the greeting
+  reply=$(ex "$1" timeout 5 bash -c "exec 3<>/dev/tcp/$2/8080 && cat <&3" 2>&1); [[ $reply == "$3" ]]
+}
+retry 20 hello client "$server_ip" "hello from server"
 check "pod on ${workers[1]} reaches pod on ${workers[0]} ($server_ip): '$reply'" test "$reply" = "hello from server"
-reply=$(ex server bash -c "exec 3<>/dev/tcp/$web1_ip/8080 && timeout 5 cat <&3" 2>&1)
+retry 20 hello server "$web1_ip" "hello from web-1"
 check "and a pod reaches web-1 by IP: '$reply'" test "$reply" = "hello from web-1"
 
 # --- 5. a PVC from the default StorageClass binds; data survives the pod ---------
@@ -156,7 +160,8 @@ check "PVC got the default StorageClass" test "$(k -n "$ns" get pvc data -o json
 k -n "$ns" delete pod writer --wait=true --timeout=60s >/dev/null
 volpod reader "cat /data/token; sleep infinity"
 ready pod/reader --timeout=180s
-check "data written by the deleted pod is read by a new pod" test "$(ex reader cat /data/token 2>/dev/null)" = "$stamp"
+node_w=$(k -n "$ns" get pvc data -o jsonpath='{.metadata.annotations.volume\.kubernetes\.io/selected-node}')
+check "data written by the deleted pod is read by a new pod (on $node_w)" test "$(ex reader cat /data/token 2>/dev/null)" = "$stamp"
 
 # --- 6. drain of a worker evicts its pods, they are rescheduled -----------------
 k -n "$ns" delete pod --all --wait=true --timeout=60s >/dev/null   # bare pods would block drain

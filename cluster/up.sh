@@ -23,14 +23,21 @@ done
 
 ctx=kind-$CLUSTER_NAME
 if kind get clusters 2>/dev/null | grep -qx "$CLUSTER_NAME"; then
-  # after a restart of Docker the nodes are stopped: recreate rather than restart
-  current=$(docker inspect -f '{{.Config.Image}} {{.State.Running}}' "$CLUSTER_NAME-control-plane" 2>/dev/null || true)
-  stopped=$(docker ps -a --filter "label=io.x-k8s.kind.cluster=$CLUSTER_NAME" --filter status=exited -q)
-  if [[ $current == "$node_image true" && -z $stopped ]] &&
+  # After a restart of Docker the nodes are stopped, or restarted by Docker
+  # (kind's restart policy) maybe with other IPs: recreate rather than reuse.
+  current=$(docker inspect -f '{{.Config.Image}}' "$CLUSTER_NAME-control-plane" 2>/dev/null || true)
+  restarted=""
+  for n in $(docker ps -aq --filter "label=io.x-k8s.kind.cluster=$CLUSTER_NAME"); do
+    read -r running created started < <(docker inspect -f '{{.State.Running}} {{.Created}} {{.State.StartedAt}}' "$n")
+    if [[ $running != true ]] || (( $(date -d "$started" +%s) - $(date -d "$created" +%s) > 60 )); then
+      restarted+=" $n"
+    fi
+  done
+  if [[ $current == "$node_image" && -z $restarted ]] &&
      kubectl --context "$ctx" wait nodes --all --for=condition=Ready --timeout=60s >/dev/null 2>&1; then
     log "cluster $CLUSTER_NAME already up ($node_image)"; exit 0
   fi
-  log "cluster $CLUSTER_NAME is stale or unhealthy: recreating"
+  log "cluster $CLUSTER_NAME is stale or unhealthy${restarted:+ (not running since creation:$restarted)}: recreating"
   kind delete cluster --name "$CLUSTER_NAME"
 fi
 
