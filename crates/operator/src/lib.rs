@@ -3,5 +3,6 @@
 //! status from observations (pure); `controller` observes, applies and reports.
 
 pub mod controller;
+pub mod planner;
 pub mod resources;
 pub mod status;
