@@ -10,6 +10,7 @@
 #
 # The node image is tagged with a hash of everything it is made from, so an
 # unchanged tree reuses it; it is also saved under $IMG_CACHE.
+# ZK_REBUILD=1 rebuilds it and its images without Docker's layer cache.
 . "$(dirname "$0")/lib.sh"
 
 "$REPO_DIR/scripts/docker-up.sh"
@@ -20,10 +21,12 @@ inputs_hash=$(cd "$REPO_DIR" && cat cluster/versions.env scripts/runc-wrapper.sh
 NODE_IMAGE=zk-on-k8s/kind-node:$K8S_VERSION-$inputs_hash
 node_tar=$IMG_CACHE/kind-node-$K8S_VERSION-$inputs_hash.tar
 
-if docker image inspect "$NODE_IMAGE" >/dev/null 2>&1; then
+nocache=()
+if [[ ${ZK_REBUILD:-0} == 1 ]]; then
+  nocache=(--no-cache)
+elif docker image inspect "$NODE_IMAGE" >/dev/null 2>&1; then
   log "node image $NODE_IMAGE: present"; echo "$NODE_IMAGE"; exit 0
-fi
-if [[ -f $node_tar ]]; then
+elif [[ -f $node_tar ]]; then
   log "node image: loading $node_tar"; docker load -i "$node_tar" >&2; echo "$NODE_IMAGE"; exit 0
 fi
 
@@ -48,7 +51,7 @@ scratch_image() {
     echo "ENV PATH=/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
     [[ -n $entry ]] && echo "ENTRYPOINT [\"$entry\"]"
   } >"$ctx/Dockerfile"
-  docker build -q -t "$tag" "$ctx" >/dev/null
+  docker build -q "${nocache[@]}" -t "$tag" "$ctx" >/dev/null
   echo "$tag"
 }
 
@@ -72,10 +75,10 @@ RUN apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --
       iptables conntrack nftables && rm -rf /var/lib/apt/lists/*
 COPY kube-proxy /usr/local/bin/kube-proxy
 EOF
-docker build -q -t "registry.k8s.io/kube-proxy:$K8S_VERSION" "$work/ctx-kube-proxy" >/dev/null
+docker build -q "${nocache[@]}" -t "registry.k8s.io/kube-proxy:$K8S_VERSION" "$work/ctx-kube-proxy" >/dev/null
 images+=("registry.k8s.io/kube-proxy:$K8S_VERSION")
 
-docker build -q -t "$TOOLS_IMAGE" "$CLUSTER_DIR/images/tools" >/dev/null
+docker build -q "${nocache[@]}" -t "$TOOLS_IMAGE" "$CLUSTER_DIR/images/tools" >/dev/null
 images+=("$TOOLS_IMAGE")
 
 log "saving ${#images[@]} images for preloading"
@@ -92,7 +95,7 @@ echo "$K8S_VERSION" >"$ctx/files/kind/version"
 for b in kubeadm kubelet kubectl; do cp "$K8S_BIN/$b" "$ctx/bin/"; done
 cp "$BIN_CACHE/crictl-$CRICTL_VERSION/crictl" "$ctx/bin/"
 cp "$CLUSTER_DIR/node/Dockerfile" "$ctx/Dockerfile"
-docker build -q --build-arg "BASE=debian:$DEBIAN_SUITE-slim" -t "$NODE_IMAGE-stage" "$ctx" >/dev/null
+docker build -q "${nocache[@]}" --build-arg "BASE=debian:$DEBIAN_SUITE-slim" -t "$NODE_IMAGE-stage" "$ctx" >/dev/null
 
 log "preloading images into the node's containerd"
 cid=$(docker run -d --privileged --entrypoint /bin/bash -v "$work/preload.tar:/preload.tar:ro" "$NODE_IMAGE-stage" -c '
