@@ -4,6 +4,9 @@
 //! `cargo run -p zkop-api --bin crdgen`; validation lives here as schema constraints and CEL
 //! rules whose messages name the field and the fix.
 
+// kube's printcolumn(...) attributes repeat the same keys by design.
+#![allow(clippy::duplicated_attributes)]
+
 use k8s_openapi::api::core::v1::{ResourceRequirements, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
@@ -13,6 +16,9 @@ use std::collections::BTreeMap;
 pub const GROUP: &str = "zookeeper.zkop.io";
 pub const DEFAULT_VERSION: &str = "3.9.4";
 pub const DEFAULT_IMAGE_REPOSITORY: &str = "zkop/zookeeper";
+/// Set (to any new value, e.g. a timestamp) on a ZooKeeperCluster to restart its members one at a
+/// time, followers first and the leader last, as `kubectl rollout restart` does for Deployments.
+pub const RESTART_ANNOTATION: &str = "zookeeper.zkop.io/restart-requested-at";
 
 /// Keys of `spec.config` that the operator and zk-agent set themselves.
 pub const OWNED_CONFIG_KEYS: &[&str] = &[
@@ -52,16 +58,13 @@ pub const OWNED_CONFIG_PREFIXES: &[&str] = &["server.", "group.", "weight."];
     printcolumn(name = "Ready", type_ = "integer", json_path = ".status.readyReplicas"),
     printcolumn(name = "Leader", type_ = "string", json_path = ".status.leader"),
     printcolumn(name = "Version", type_ = "string", json_path = ".status.version"),
+    printcolumn(name = "Operation", type_ = "string", json_path = ".status.operation", priority = 1),
     printcolumn(
         name = "Available",
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Available\")].status"
     ),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ZooKeeperClusterSpec {
@@ -135,11 +138,7 @@ fn owned_config_message() -> String {
 fn cel_list(items: &[&str]) -> String {
     format!(
         "[{}]",
-        items
-            .iter()
-            .map(|k| format!("'{k}'"))
-            .collect::<Vec<_>>()
-            .join(", ")
+        items.iter().map(|k| format!("'{k}'")).collect::<Vec<_>>().join(", ")
     )
 }
 
@@ -221,9 +220,7 @@ fn delete_policy() -> RetentionPolicy {
     RetentionPolicy::Delete
 }
 
-#[derive(
-    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default,
-)]
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum RetentionPolicy {
     #[default]
     Retain,
@@ -256,9 +253,7 @@ pub struct PlacementSpec {
     pub tolerations: Vec<Toleration>,
 }
 
-#[derive(
-    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default,
-)]
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum AntiAffinity {
     #[default]
     Preferred,
@@ -292,6 +287,12 @@ pub struct ZooKeeperClusterStatus {
     pub selector: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub members: Vec<MemberStatus>,
+    /// The day-2 operation in progress: RollingRestart, ScaleUp or ScaleDown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<String>,
+    /// The operation's current step, or what it waits for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation_step: Option<String>,
 }
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -313,6 +314,12 @@ impl ZooKeeperClusterSpec {
             .clone()
             .unwrap_or_else(|| format!("{DEFAULT_IMAGE_REPOSITORY}:{}", self.version))
     }
+}
+
+/// The CRD as YAML, as committed under deploy/.
+pub fn crd_yaml() -> String {
+    use kube::CustomResourceExt;
+    serde_yaml::to_string(&ZooKeeperCluster::crd()).expect("the CRD serializes")
 }
 
 #[cfg(test)]
@@ -359,10 +366,4 @@ mod tests {
             assert!(owned_config_rule().contains(&format!("'{key}'")));
         }
     }
-}
-
-/// The CRD as YAML, as committed under deploy/.
-pub fn crd_yaml() -> String {
-    use kube::CustomResourceExt;
-    serde_yaml::to_string(&ZooKeeperCluster::crd()).expect("the CRD serializes")
 }

@@ -34,7 +34,14 @@ async fn seed_test_member_survives_pod_deletion_with_its_volume() {
     let out = ns.zkcli("zookeeper-0", &["create", "/foo", "bar"]);
     assert!(out.contains("Created /foo"), "{out}");
     let claims: Api<PersistentVolumeClaim> = ns.api();
-    let volume = claims.get("data-zookeeper-0").await.unwrap().spec.unwrap().volume_name.unwrap();
+    let volume = claims
+        .get("data-zookeeper-0")
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .volume_name
+        .unwrap();
     let pods: Api<Pod> = ns.api();
     let old_uid = pods.get("zookeeper-0").await.unwrap().uid();
     pods.delete("zookeeper-0", &DeleteParams::default()).await.unwrap();
@@ -45,11 +52,22 @@ async fn seed_test_member_survives_pod_deletion_with_its_volume() {
     wait_for(Duration::from_secs(240), "zookeeper-0 to come back ready", || async {
         pods.get_opt("zookeeper-0").await.unwrap().is_some_and(|p| {
             p.uid() != old_uid
-                && p.status.and_then(|s| s.conditions).unwrap_or_default().iter().any(|c| c.type_ == "Ready" && c.status == "True")
+                && p.status
+                    .and_then(|s| s.conditions)
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|c| c.type_ == "Ready" && c.status == "True")
         })
     })
     .await;
-    let now_volume = claims.get("data-zookeeper-0").await.unwrap().spec.unwrap().volume_name.unwrap();
+    let now_volume = claims
+        .get("data-zookeeper-0")
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .volume_name
+        .unwrap();
     assert_eq!(now_volume, volume, "zookeeper-0 must come back with its own volume");
     let out = ns.zkcli("zookeeper-0", &["get", "/foo"]);
     assert!(out.lines().any(|l| l == "bar"), "read through zookeeper-0: {out}");
@@ -75,16 +93,28 @@ async fn invalid_resources_are_rejected_and_the_ensemble_is_untouched() {
         (json!({"replicas": 2}), "spec.replicas"),
         (json!({"config": {"dataDir": "/tmp/elsewhere"}}), "spec.config"),
         (json!({"config": {"server.9": "evil:2888:3888;2181"}}), "spec.config"),
-        (json!({"storage": {"size": "128Mi"}}), "spec.storage.size cannot be decreased"),
-        (json!({"jvmOptions": ["-Dzookeeper.db.autocreate=true"]}), "spec.jvmOptions"),
+        (
+            json!({"storage": {"size": "128Mi"}}),
+            "spec.storage.size cannot be decreased",
+        ),
+        (
+            json!({"jvmOptions": ["-Dzookeeper.db.autocreate=true"]}),
+            "spec.jvmOptions",
+        ),
         (json!({"replicaz": 3}), "unknown field \"spec.replicaz\""),
     ] {
         let message = rejection(ns.patch_spec("zk", patch.clone()).await);
-        assert!(message.contains(field), "{patch} was rejected with {message:?}, which does not name {field}");
+        assert!(
+            message.contains(field),
+            "{patch} was rejected with {message:?}, which does not name {field}"
+        );
     }
 
     let after = ns.clusters().get("zk").await.unwrap();
-    assert_eq!(after.metadata.generation, generation, "a rejected change must not reach the resource");
+    assert_eq!(
+        after.metadata.generation, generation,
+        "a rejected change must not reach the resource"
+    );
     assert_eq!(after.spec, before.spec);
     let sts: Api<StatefulSet> = ns.api();
     assert_eq!(sts.get("zk").await.unwrap().spec.unwrap().replicas, Some(1));
@@ -104,20 +134,43 @@ async fn operator_restart_during_creation_converges() {
     .await;
     let operator_pods: Api<Pod> = Api::namespaced(client.clone(), "zkop-system");
     let selector = ListParams::default().labels("app.kubernetes.io/name=zookeeper-operator");
-    let old: Vec<String> = operator_pods.list(&selector).await.unwrap().items.iter().map(|p| p.uid().unwrap()).collect();
+    let old: Vec<String> = operator_pods
+        .list(&selector)
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|p| p.uid().unwrap())
+        .collect();
     assert_eq!(old.len(), 1, "one operator pod runs");
-    operator_pods.delete_collection(&DeleteParams::default(), &selector).await.unwrap();
+    operator_pods
+        .delete_collection(&DeleteParams::default(), &selector)
+        .await
+        .unwrap();
 
     let zk = ns.wait_available("zk", AVAILABLE).await;
-    let new: Vec<String> = operator_pods.list(&selector).await.unwrap().items.iter().filter_map(|p| p.uid()).collect();
-    assert!(!new.iter().any(|uid| old.contains(uid)), "the operator pod was replaced");
+    let new: Vec<String> = operator_pods
+        .list(&selector)
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .filter_map(|p| p.uid())
+        .collect();
+    assert!(
+        !new.iter().any(|uid| old.contains(uid)),
+        "the operator pod was replaced"
+    );
 
     let status = zk.status.unwrap();
     assert_eq!(status.ready_replicas, 3);
     assert_eq!(status.members.iter().filter(|m| m.role == "leader").count(), 1);
     let config_maps: Api<ConfigMap> = ns.api();
     let data = config_maps.get("zk-config").await.unwrap().data.unwrap();
-    assert_eq!(data["ensemble-state"], "existing", "after its first quorum the ensemble is no longer new");
+    assert_eq!(
+        data["ensemble-state"], "existing",
+        "after its first quorum the ensemble is no longer new"
+    );
     assert_eq!(data["members"].lines().count(), 3);
     let services: Api<Service> = ns.api();
     let headless = services.get("zk-headless").await.unwrap();
@@ -151,16 +204,28 @@ async fn deletion_follows_the_volume_retention_policy() {
     let services: Api<Service> = ns.api();
     let config_maps: Api<ConfigMap> = ns.api();
     let claims: Api<PersistentVolumeClaim> = ns.api();
-    wait_for(Duration::from_secs(180), "owned objects and the Delete-policy volume to go", || async {
-        statefulsets.list(&ListParams::default()).await.unwrap().items.is_empty()
-            && services.list(&ListParams::default()).await.unwrap().items.is_empty()
-            && config_maps.get_opt("keep-config").await.unwrap().is_none()
-            && config_maps.get_opt("drop-config").await.unwrap().is_none()
-            && claims.get_opt("data-drop-0").await.unwrap().is_none()
-    })
+    wait_for(
+        Duration::from_secs(180),
+        "owned objects and the Delete-policy volume to go",
+        || async {
+            statefulsets
+                .list(&ListParams::default())
+                .await
+                .unwrap()
+                .items
+                .is_empty()
+                && services.list(&ListParams::default()).await.unwrap().items.is_empty()
+                && config_maps.get_opt("keep-config").await.unwrap().is_none()
+                && config_maps.get_opt("drop-config").await.unwrap().is_none()
+                && claims.get_opt("data-drop-0").await.unwrap().is_none()
+        },
+    )
     .await;
     let kept = claims.get_opt("data-keep-0").await.unwrap();
-    assert!(kept.is_some_and(|c| c.metadata.deletion_timestamp.is_none()), "Retain keeps the member's volume");
+    assert!(
+        kept.is_some_and(|c| c.metadata.deletion_timestamp.is_none()),
+        "Retain keeps the member's volume"
+    );
 }
 
 /// A configuration change in the resource reaches every member's zoo.cfg, and the ensemble ends
@@ -174,18 +239,30 @@ async fn configuration_change_reaches_every_member() {
     let out = ns.zkcli("zk-0", &["create", "/before", "change"]);
     assert!(out.contains("Created /before"), "{out}");
 
-    ns.patch_spec("zk", json!({"config": {"tickTime": "2500", "maxSessionTimeout": "50000"}})).await.unwrap();
-    wait_for(Duration::from_secs(420), "every member to run with tickTime=2500", || async {
-        (0..3).all(|i| {
-            let (ok, cfg) = ns.kubectl(&["exec", &format!("zk-{i}"), "--", "cat", "/data/conf/zoo.cfg"]);
-            ok && cfg.lines().any(|l| l == "tickTime=2500") && cfg.lines().any(|l| l == "maxSessionTimeout=50000")
-        })
-    })
+    ns.patch_spec(
+        "zk",
+        json!({"config": {"tickTime": "2500", "maxSessionTimeout": "50000"}}),
+    )
+    .await
+    .unwrap();
+    wait_for(
+        Duration::from_secs(420),
+        "every member to run with tickTime=2500",
+        || async {
+            (0..3).all(|i| {
+                let (ok, cfg) = ns.kubectl(&["exec", &format!("zk-{i}"), "--", "cat", "/data/conf/zoo.cfg"]);
+                ok && cfg.lines().any(|l| l == "tickTime=2500") && cfg.lines().any(|l| l == "maxSessionTimeout=50000")
+            })
+        },
+    )
     .await;
     let zk = ns.wait_available("zk", AVAILABLE).await;
     assert_eq!(condition(&zk, "Progressing").map(|c| c.status.as_str()), Some("False"));
     let out = ns.zkcli("zk-2", &["get", "/before"]);
-    assert!(out.lines().any(|l| l == "change"), "data survives the rolling restart: {out}");
+    assert!(
+        out.lines().any(|l| l == "change"),
+        "data survives the rolling restart: {out}"
+    );
     let (_, events) = ns.kubectl(&["get", "events", "-o", "jsonpath={.items[*].reason}"]);
     assert!(events.contains("ConfigurationChanged"), "{events}");
 }

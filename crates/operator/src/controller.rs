@@ -1,15 +1,17 @@
 //! The thin layer that talks to the API: observe, apply the desired objects, write status.
 
+use crate::ensemble;
+use crate::planner::{self, ClusterView, MemberView, Role, Step};
 use crate::resources::{
-    self, Names, OperatorSettings, CLIENT_PORT, CONFIG_HASH_ANNOTATION, ENSEMBLE_STATE_KEY,
+    self, Inputs, Names, OperatorSettings, ADMIN_PASSWORD_KEY, CLIENT_PORT, CONFIG_HASH_ANNOTATION, ENSEMBLE_STATE_KEY,
 };
-use crate::status::{self, MemberObservation, Observed, StatefulSetObservation, AVAILABLE};
+use crate::status::{self, MemberObservation, Observed, Operation, StatefulSetObservation, AVAILABLE};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::NamespaceResourceScope;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::watcher;
@@ -20,6 +22,7 @@ use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::Duration;
 use zk_agent::guard::EnsembleState;
+use zk_agent::probe::ServingMode;
 use zkop_api::ZooKeeperCluster;
 
 pub const MANAGER: &str = "zookeeper-operator";
@@ -48,18 +51,9 @@ pub async fn run(client: Client, settings: OperatorSettings) {
         recorder: Recorder::new(client.clone(), reporter),
     });
     Controller::new(clusters, watcher::Config::default())
-        .owns(
-            Api::<StatefulSet>::all(client.clone()),
-            watcher::Config::default(),
-        )
-        .owns(
-            Api::<ConfigMap>::all(client.clone()),
-            watcher::Config::default(),
-        )
-        .owns(
-            Api::<Service>::all(client.clone()),
-            watcher::Config::default(),
-        )
+        .owns(Api::<StatefulSet>::all(client.clone()), watcher::Config::default())
+        .owns(Api::<ConfigMap>::all(client.clone()), watcher::Config::default())
+        .owns(Api::<Service>::all(client.clone()), watcher::Config::default())
         .shutdown_on_signal()
         .run(reconcile, error_policy, context)
         .for_each(|result| async move {
@@ -87,6 +81,7 @@ pub async fn reconcile(zk: Arc<ZooKeeperCluster>, ctx: Arc<Context>) -> Result<A
     let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &names.namespace);
     let existing_sts = statefulsets.get_opt(&names.statefulset()).await?;
     let existing_cm = config_maps.get_opt(&names.config_map()).await?;
+    let admin_password = ensure_admin_secret(client, &zk, &names).await?;
 
     let observed = observe(client, &names, existing_sts.as_ref(), &zk).await?;
     let available = status::available(&zk, &observed);
@@ -96,6 +91,45 @@ pub async fn reconcile(zk: Arc<ZooKeeperCluster>, ctx: Arc<Context>) -> Result<A
         .and_then(|data| data.get(ENSEMBLE_STATE_KEY))
         .map(String::as_str);
     let ensemble_state = status::ensemble_state(recorded_state, available);
+
+    // Day-2 work starts once the ensemble exists; until then the StatefulSet follows the spec.
+    let plan = match (&existing_sts, ensemble_state) {
+        (Some(sts), EnsembleState::Existing) => {
+            let voters = ensemble::voters(&observed, &admin_password).await;
+            let view = ClusterView {
+                desired_replicas: u32::try_from(zk.spec.replicas).unwrap_or(1),
+                statefulset_replicas: sts
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.replicas)
+                    .and_then(|r| u32::try_from(r).ok())
+                    .unwrap_or(0),
+                members: observed
+                    .members
+                    .iter()
+                    .map(|m| MemberView {
+                        ordinal: m.ordinal,
+                        up_to_date: m.up_to_date,
+                        serving: m.serving.map(|mode| match mode {
+                            ServingMode::Leader => Role::Leader,
+                            ServingMode::Follower => Role::Follower,
+                            ServingMode::Observer => Role::Observer,
+                        }),
+                        terminating: m.terminating,
+                    })
+                    .collect(),
+                voters,
+            };
+            let step = planner::plan(&view);
+            Some((view, step))
+        }
+        _ => None,
+    };
+    let statefulset_replicas = match &plan {
+        Some((_, Step::SetReplicas(n))) => i32::try_from(*n).unwrap_or(zk.spec.replicas),
+        Some((view, _)) => i32::try_from(view.statefulset_replicas).unwrap_or(zk.spec.replicas),
+        None => zk.spec.replicas,
+    };
     let claim_templates = existing_sts
         .as_ref()
         .and_then(|s| s.spec.as_ref())
@@ -103,22 +137,38 @@ pub async fn reconcile(zk: Arc<ZooKeeperCluster>, ctx: Arc<Context>) -> Result<A
     let desired = resources::desired(
         &zk,
         &ctx.settings,
-        ensemble_state,
-        claim_templates.as_deref(),
+        Inputs {
+            ensemble_state,
+            existing_claim_templates: claim_templates.as_deref(),
+            statefulset_replicas,
+        },
     );
 
     apply(client, &desired.service_account).await?;
     apply(client, &desired.headless_service).await?;
     apply(client, &desired.client_service).await?;
+    // Before the StatefulSet: a member added by this reconcile must find itself in the members file.
     apply(client, &desired.config_map).await?;
     apply(client, &desired.pod_disruption_budget).await?;
     let previous_hash = existing_sts.as_ref().and_then(template_hash);
     apply(client, &desired.statefulset).await?;
     grow_volumes(&ctx, &zk, &names).await?;
 
+    let operation = plan
+        .as_ref()
+        .and_then(|(view, step)| planner::describe(view, step))
+        .map(|(kind, step)| Operation {
+            kind: kind.to_string(),
+            step,
+        });
+    if let Some((_, step)) = &plan {
+        execute(&ctx, &zk, &names, &observed, step, &admin_password).await?;
+    }
+
     let status = status::compute(
         &zk,
         &observed,
+        operation.as_ref(),
         names.label_selector(),
         Time(k8s_openapi::jiff::Timestamp::now()),
     );
@@ -147,28 +197,120 @@ pub async fn reconcile(zk: Arc<ZooKeeperCluster>, ctx: Arc<Context>) -> Result<A
         )
         .await?;
 
-    let settled = status::condition_is_true(Some(&status), AVAILABLE)
+    let settled = operation.is_none()
+        && status::condition_is_true(Some(&status), AVAILABLE)
         && status.ready_replicas == zk.spec.replicas
         && !status::condition_is_true(Some(&status), status::PROGRESSING);
-    Ok(Action::requeue(Duration::from_secs(if settled {
-        30
-    } else {
-        3
-    })))
+    Ok(Action::requeue(Duration::from_secs(if settled { 30 } else { 2 })))
+}
+
+/// Carries out the planner's step. Waiting and resizing need nothing more here (the resize was
+/// applied with the StatefulSet).
+async fn execute(
+    ctx: &Context,
+    zk: &ZooKeeperCluster,
+    names: &Names,
+    observed: &Observed,
+    step: &Step,
+    admin_password: &str,
+) -> Result<(), Error> {
+    match step {
+        Step::Restart { ordinal, reason } => {
+            let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &names.namespace);
+            pods.delete(&names.pod(*ordinal), &DeleteParams::default()).await?;
+            publish(
+                ctx,
+                zk,
+                EventType::Normal,
+                "RestartingMember",
+                format!("restarting {}: {reason}", names.pod(*ordinal)),
+            )
+            .await;
+        }
+        Step::AddVoter { id } => {
+            let line = ensemble::member_line(names, &ctx.settings, *id);
+            let result = ensemble::reconfigure(observed, admin_password, Some(&line), None, *id).await;
+            report_reconfiguration(
+                ctx,
+                zk,
+                "AddedVoter",
+                format!("server.{id} joined the ensemble's voters"),
+                result,
+            )
+            .await;
+        }
+        Step::RemoveVoter { id } => {
+            let result = ensemble::reconfigure(observed, admin_password, None, Some(*id), *id).await;
+            report_reconfiguration(
+                ctx,
+                zk,
+                "RemovedVoter",
+                format!("server.{id} left the ensemble"),
+                result,
+            )
+            .await;
+        }
+        Step::SetReplicas(n) => {
+            publish(
+                ctx,
+                zk,
+                EventType::Normal,
+                "Resized",
+                format!("StatefulSet resized to {n} members"),
+            )
+            .await;
+        }
+        Step::Wait(_) | Step::Idle => {}
+    }
+    Ok(())
+}
+
+async fn report_reconfiguration(
+    ctx: &Context,
+    zk: &ZooKeeperCluster,
+    reason: &str,
+    done: String,
+    result: Result<(), String>,
+) {
+    match result {
+        Ok(()) => publish(ctx, zk, EventType::Normal, reason, done).await,
+        // Not an error of the reconcile: the next one observes the ensemble again and decides anew.
+        Err(why) => publish(ctx, zk, EventType::Warning, "ReconfigurationPending", why).await,
+    }
+}
+
+/// The super user's password, from the cluster's admin Secret, created on first use.
+async fn ensure_admin_secret(client: &Client, zk: &ZooKeeperCluster, names: &Names) -> Result<String, Error> {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &names.namespace);
+    if let Some(secret) = secrets.get_opt(&names.admin_secret()).await? {
+        if let Some(password) = secret.data.as_ref().and_then(|d| d.get(ADMIN_PASSWORD_KEY)) {
+            return Ok(String::from_utf8_lossy(&password.0).into_owned());
+        }
+    }
+    let password = ensemble::new_password();
+    let secret = resources::admin_secret(zk, &password);
+    match secrets.create(&PostParams::default(), &secret).await {
+        Ok(_) => Ok(password),
+        // Created meanwhile by another reconcile: use that one.
+        Err(kube::Error::Api(status)) if status.code == 409 => {
+            let secret = secrets.get(&names.admin_secret()).await?;
+            let password = secret
+                .data
+                .as_ref()
+                .and_then(|d| d.get(ADMIN_PASSWORD_KEY))
+                .map(|p| p.0.clone())
+                .unwrap_or_default();
+            Ok(String::from_utf8_lossy(&password).into_owned())
+        }
+        Err(error) => Err(error.into()),
+    }
 }
 
 async fn apply<K>(client: &Client, object: &K) -> Result<(), Error>
 where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-        + Serialize
-        + DeserializeOwned
-        + Clone
-        + Debug,
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Serialize + DeserializeOwned + Clone + Debug,
 {
-    let api: Api<K> = Api::namespaced(
-        client.clone(),
-        object.meta().namespace.as_deref().unwrap_or("default"),
-    );
+    let api: Api<K> = Api::namespaced(client.clone(), object.meta().namespace.as_deref().unwrap_or("default"));
     api.patch(
         &object.name_any(),
         &PatchParams::apply(MANAGER).force(),
@@ -189,22 +331,35 @@ async fn observe(
     let list = pods
         .list(&ListParams::default().labels(&names.label_selector()))
         .await?;
+    let update_revision = statefulset
+        .and_then(|s| s.status.as_ref())
+        .and_then(|s| s.update_revision.clone());
     let probes = list.items.into_iter().filter_map(|pod| {
         let name = pod.name_any();
+        let up_to_date =
+            update_revision.is_some() && pod.labels().get("controller-revision-hash") == update_revision.as_ref();
         let ordinal = name
             .strip_prefix(&format!("{}-", names.statefulset()))?
             .parse::<u32>()
             .ok()?;
-        let ip = pod.status.as_ref().and_then(|s| s.pod_ip.clone());
+        let address = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.pod_ip.clone())
+            .map(|ip| format!("{ip}:{CLIENT_PORT}"));
         let terminating = pod.metadata.deletion_timestamp.is_some();
         Some(tokio::task::spawn_blocking(move || {
-            let serving = ip.filter(|_| !terminating).and_then(|ip| {
-                zk_agent::probe::ready(&format!("{ip}:{CLIENT_PORT}"), Duration::from_secs(2)).ok()
-            });
+            let serving = address
+                .as_ref()
+                .filter(|_| !terminating)
+                .and_then(|address| zk_agent::probe::ready(address, Duration::from_secs(2)).ok());
             MemberObservation {
                 pod: name,
                 ordinal,
                 serving,
+                up_to_date,
+                terminating,
+                address,
             }
         }))
     });
@@ -226,10 +381,7 @@ async fn observe(
                 && s.updated_replicas.unwrap_or(0) == zk.spec.replicas,
         }
     });
-    Ok(Observed {
-        statefulset,
-        members,
-    })
+    Ok(Observed { statefulset, members })
 }
 
 /// Volumes grow in place (where the StorageClass allows expansion); the StatefulSet's claim
@@ -254,18 +406,10 @@ async fn grow_volumes(ctx: &Context, zk: &ZooKeeperCluster, names: &Names) -> Re
         if requested.is_some_and(|r| r < wanted) {
             let patch = serde_json::json!({"spec": {"resources": {"requests": {"storage": zk.spec.storage.size}}}});
             if let Err(error) = claims
-                .patch(
-                    &claim.name_any(),
-                    &PatchParams::default(),
-                    &Patch::Merge(&patch),
-                )
+                .patch(&claim.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
                 .await
             {
-                let note = format!(
-                    "cannot grow {} to {}: {error}",
-                    claim.name_any(),
-                    zk.spec.storage.size
-                );
+                let note = format!("cannot grow {} to {}: {error}", claim.name_any(), zk.spec.storage.size);
                 warn_event(ctx, zk, "VolumeResizeFailed", note).await;
             }
         }
@@ -335,7 +479,11 @@ async fn publish_events(
         ));
     }
     if recorded_state != Some("existing") && ensemble_state == EnsembleState::Existing {
-        events.push((EventType::Normal, "Bootstrapped", "the ensemble reached quorum for the first time; empty members must now sync before voting".into()));
+        events.push((
+            EventType::Normal,
+            "Bootstrapped",
+            "the ensemble reached quorum for the first time; empty members must now sync before voting".into(),
+        ));
     }
     let was_available = status::condition_is_true(zk.status.as_ref(), AVAILABLE);
     let is_available = status::condition_is_true(Some(status), AVAILABLE);
@@ -343,10 +491,7 @@ async fn publish_events(
         events.push((
             EventType::Normal,
             "Available",
-            format!(
-                "quorum served, leader {}",
-                status.leader.as_deref().unwrap_or("?")
-            ),
+            format!("quorum served, leader {}", status.leader.as_deref().unwrap_or("?")),
         ));
     }
     if was_available && !is_available {
@@ -365,13 +510,7 @@ async fn warn_event(ctx: &Context, zk: &ZooKeeperCluster, reason: &str, note: St
     publish(ctx, zk, EventType::Warning, reason, note).await;
 }
 
-async fn publish(
-    ctx: &Context,
-    zk: &ZooKeeperCluster,
-    type_: EventType,
-    reason: &str,
-    note: String,
-) {
+async fn publish(ctx: &Context, zk: &ZooKeeperCluster, type_: EventType, reason: &str, note: String) {
     let event = Event {
         type_,
         reason: reason.into(),

@@ -6,13 +6,11 @@ async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,kube=warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,kube=warn".into()),
         )
         .init();
     let settings = OperatorSettings {
-        cluster_domain: std::env::var("ZKOP_CLUSTER_DOMAIN")
-            .unwrap_or_else(|_| "cluster.local".into()),
+        cluster_domain: std::env::var("ZKOP_CLUSTER_DOMAIN").unwrap_or_else(|_| "cluster.local".into()),
     };
     let client = match kube::Client::try_default().await {
         Ok(client) => client,

@@ -112,9 +112,7 @@ pub fn plan(view: &ClusterView) -> Step {
             ));
         }
         if serving_after < quorum(remaining.len()) {
-            return Step::Wait(format!(
-                "removing server.{leaving} would leave no serving quorum"
-            ));
+            return Step::Wait(format!("removing server.{leaving} would leave no serving quorum"));
         }
         return Step::RemoveVoter { id: leaving };
     }
@@ -128,9 +126,7 @@ pub fn plan(view: &ClusterView) -> Step {
         .max()
         .filter(|o| *o >= view.desired_replicas)
     {
-        return Step::Wait(format!(
-            "waiting for the pod of ordinal {ordinal} to go away"
-        ));
+        return Step::Wait(format!("waiting for the pod of ordinal {ordinal} to go away"));
     }
 
     // Scale up: one new member at a time; it becomes a voter once it has synced.
@@ -148,9 +144,7 @@ pub fn plan(view: &ClusterView) -> Step {
     }
     if view.statefulset_replicas < view.desired_replicas {
         if !down.is_empty() {
-            return Step::Wait(format!(
-                "waiting for members {down:?} to serve before adding a member"
-            ));
+            return Step::Wait(format!("waiting for members {down:?} to serve before adding a member"));
         }
         return Step::SetReplicas(view.statefulset_replicas + 1);
     }
@@ -184,6 +178,34 @@ pub fn plan(view: &ClusterView) -> Step {
         ordinal: next.ordinal,
         reason: format!("rolling out the current template ({reason})"),
     }
+}
+
+/// The operation a step belongs to (RollingRestart, ScaleUp, ScaleDown) and what it does, for
+/// status; `None` when the ensemble matches the spec (or only waits for a member to recover).
+pub fn describe(view: &ClusterView, step: &Step) -> Option<(&'static str, String)> {
+    let desired: BTreeSet<u64> = (0..view.desired_replicas)
+        .map(zk_agent::identity::myid_for_ordinal)
+        .collect();
+    let voters = view.voters.clone().unwrap_or_default();
+    let kind =
+        if view.statefulset_replicas < view.desired_replicas || !desired.is_subset(&voters) && view.voters.is_some() {
+            "ScaleUp"
+        } else if view.statefulset_replicas > view.desired_replicas || voters.iter().any(|id| !desired.contains(id)) {
+            "ScaleDown"
+        } else if view.members.iter().any(|m| !m.up_to_date) {
+            "RollingRestart"
+        } else {
+            return None;
+        };
+    let text = match step {
+        Step::Wait(reason) => format!("waiting: {reason}"),
+        Step::Restart { ordinal, reason } => format!("restarting member {ordinal}: {reason}"),
+        Step::AddVoter { id } => format!("adding server.{id} to the ensemble's voters"),
+        Step::RemoveVoter { id } => format!("removing server.{id} from the ensemble"),
+        Step::SetReplicas(n) => format!("resizing the StatefulSet to {n} members"),
+        Step::Idle => return None,
+    };
+    Some((kind, text))
 }
 
 #[cfg(test)]
@@ -239,10 +261,7 @@ mod tests {
             member(1, true, None),
             member(2, false, Some(Follower)),
         ];
-        assert!(matches!(
-            plan(&view(3, 3, members, &[1, 2, 3])),
-            Step::Wait(_)
-        ));
+        assert!(matches!(plan(&view(3, 3, members, &[1, 2, 3])), Step::Wait(_)));
     }
 
     #[test]

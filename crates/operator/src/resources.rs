@@ -1,7 +1,7 @@
 //! The objects a ZooKeeperCluster owns, computed from its spec: pure functions, no API calls.
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::{Resource, ResourceExt};
@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use zk_agent::guard::EnsembleState;
 use zk_agent::members::{Membership, PeerDomain};
-use zkop_api::{AntiAffinity, ZooKeeperCluster};
+use zkop_api::{AntiAffinity, ZooKeeperCluster, RESTART_ANNOTATION};
 
 pub const CLIENT_PORT: i32 = 2181;
 pub const QUORUM_PORT: i32 = 2888;
@@ -21,6 +21,8 @@ pub const CONFIG_HASH_ANNOTATION: &str = "zookeeper.zkop.io/config-hash";
 pub const MEMBERS_KEY: &str = "members";
 pub const OVERRIDES_KEY: &str = "zoo.cfg.overrides";
 pub const ENSEMBLE_STATE_KEY: &str = "ensemble-state";
+pub const ADMIN_PASSWORD_KEY: &str = "password";
+pub const ADMIN_DIGEST_KEY: &str = "digest";
 const UID: i64 = 1000;
 
 /// Names of everything a cluster owns, derived from its name.
@@ -49,19 +51,17 @@ impl Names {
     pub fn config_map(&self) -> String {
         format!("{}-config", self.cluster)
     }
+    /// The super user's password and digest, with which the operator reconfigures the ensemble.
+    pub fn admin_secret(&self) -> String {
+        format!("{}-admin", self.cluster)
+    }
     pub fn pod(&self, ordinal: u32) -> String {
         format!("{}-{ordinal}", self.cluster)
     }
     pub fn selector_labels(&self) -> BTreeMap<String, String> {
         BTreeMap::from([
-            (
-                "app.kubernetes.io/name".to_string(),
-                "zookeeper".to_string(),
-            ),
-            (
-                "app.kubernetes.io/instance".to_string(),
-                self.cluster.clone(),
-            ),
+            ("app.kubernetes.io/name".to_string(), "zookeeper".to_string()),
+            ("app.kubernetes.io/instance".to_string(), self.cluster.clone()),
         ])
     }
     pub fn label_selector(&self) -> String {
@@ -73,10 +73,7 @@ impl Names {
     }
     fn labels(&self) -> BTreeMap<String, String> {
         let mut labels = self.selector_labels();
-        labels.insert(
-            "app.kubernetes.io/managed-by".into(),
-            "zookeeper-operator".into(),
-        );
+        labels.insert("app.kubernetes.io/managed-by".into(), "zookeeper-operator".into());
         labels
     }
 }
@@ -98,12 +95,18 @@ pub struct Desired {
     pub pod_disruption_budget: PodDisruptionBudget,
 }
 
-pub fn desired(
-    zk: &ZooKeeperCluster,
-    settings: &OperatorSettings,
-    ensemble_state: EnsembleState,
-    existing_claim_templates: Option<&[PersistentVolumeClaim]>,
-) -> Desired {
+/// What the desired objects depend on besides the spec.
+#[derive(Debug, Clone, Copy)]
+pub struct Inputs<'a> {
+    pub ensemble_state: EnsembleState,
+    /// The StatefulSet's claim templates once it exists: they cannot change.
+    pub existing_claim_templates: Option<&'a [PersistentVolumeClaim]>,
+    /// Members the StatefulSet runs: spec.replicas for a new ensemble, then changed one member
+    /// at a time by the planner.
+    pub statefulset_replicas: i32,
+}
+
+pub fn desired(zk: &ZooKeeperCluster, settings: &OperatorSettings, inputs: Inputs<'_>) -> Desired {
     let names = Names::of(zk);
     let owner = owner_reference(zk);
     let meta = |name: String| {
@@ -149,15 +152,9 @@ pub fn desired(
         config_map: typed(json!({
             "apiVersion": "v1", "kind": "ConfigMap",
             "metadata": meta(names.config_map()),
-            "data": config_map_data(zk, &names, settings, ensemble_state),
+            "data": config_map_data(&names, settings, zk, inputs),
         })),
-        statefulset: statefulset(
-            zk,
-            &names,
-            settings,
-            meta(names.statefulset()),
-            existing_claim_templates,
-        ),
+        statefulset: statefulset(zk, &names, settings, meta(names.statefulset()), inputs),
         pod_disruption_budget: typed(json!({
             "apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
             "metadata": meta(names.statefulset()),
@@ -172,17 +169,17 @@ pub fn desired(
 }
 
 fn config_map_data(
-    zk: &ZooKeeperCluster,
     names: &Names,
     settings: &OperatorSettings,
-    ensemble_state: EnsembleState,
+    zk: &ZooKeeperCluster,
+    inputs: Inputs<'_>,
 ) -> BTreeMap<String, String> {
     let domain = PeerDomain {
         service: names.headless_service(),
         namespace: names.namespace.clone(),
         cluster_domain: settings.cluster_domain.clone(),
     };
-    let replicas = u32::try_from(zk.spec.replicas.max(1)).unwrap_or(1);
+    let replicas = u32::try_from(inputs.statefulset_replicas.max(1)).unwrap_or(1);
     BTreeMap::from([
         (
             MEMBERS_KEY.to_string(),
@@ -191,7 +188,7 @@ fn config_map_data(
         (OVERRIDES_KEY.to_string(), overrides_text(zk)),
         (
             ENSEMBLE_STATE_KEY.to_string(),
-            match ensemble_state {
+            match inputs.ensemble_state {
                 EnsembleState::New => "new",
                 EnsembleState::Existing => "existing",
             }
@@ -201,11 +198,7 @@ fn config_map_data(
 }
 
 fn overrides_text(zk: &ZooKeeperCluster) -> String {
-    zk.spec
-        .config
-        .iter()
-        .map(|(k, v)| format!("{k}={v}\n"))
-        .collect()
+    zk.spec.config.iter().map(|(k, v)| format!("{k}={v}\n")).collect()
 }
 
 /// A hash of everything that needs a restart to take effect and is not already in the pod
@@ -220,13 +213,13 @@ fn statefulset(
     names: &Names,
     settings: &OperatorSettings,
     metadata: Value,
-    existing_claim_templates: Option<&[PersistentVolumeClaim]>,
+    inputs: Inputs<'_>,
 ) -> StatefulSet {
     let spec = &zk.spec;
     let selector = names.selector_labels();
     let mut pod_labels = names.labels();
     pod_labels.insert("app.kubernetes.io/component".into(), "server".into());
-    let claim_templates = match existing_claim_templates {
+    let claim_templates = match inputs.existing_claim_templates {
         // volumeClaimTemplates cannot change once created; growth is applied to each PVC instead.
         Some(existing) => serde_json::to_value(existing).expect("PVC templates serialize"),
         None => json!([{
@@ -271,16 +264,22 @@ fn statefulset(
         {"name": "ZK_HEADLESS_SERVICE", "value": names.headless_service()},
         {"name": "ZK_CLUSTER_DOMAIN", "value": settings.cluster_domain},
         {"name": "ZK_JVM_OPTS", "value": spec.jvm_options.join(" ")},
+        {"name": "ZK_SUPER_DIGEST", "valueFrom": {"secretKeyRef": {"name": names.admin_secret(), "key": ADMIN_DIGEST_KEY}}},
     ]);
+    let mut template_annotations = BTreeMap::from([(CONFIG_HASH_ANNOTATION.to_string(), config_hash(zk))]);
+    if let Some(requested) = zk.annotations().get(RESTART_ANNOTATION) {
+        template_annotations.insert(RESTART_ANNOTATION.to_string(), requested.clone());
+    }
     typed(json!({
         "apiVersion": "apps/v1", "kind": "StatefulSet",
         "metadata": metadata,
         "spec": {
-            "replicas": spec.replicas,
+            "replicas": inputs.statefulset_replicas,
             "serviceName": names.headless_service(),
             // A new ensemble starts all members at once; they need each other for a quorum.
             "podManagementPolicy": "Parallel",
-            "updateStrategy": {"type": "RollingUpdate"},
+            // The operator restarts members itself, one at a time, the leader last (planner.rs).
+            "updateStrategy": {"type": "OnDelete"},
             "persistentVolumeClaimRetentionPolicy": {
                 "whenDeleted": spec.storage.retention.when_deleted.as_str(),
                 "whenScaled": spec.storage.retention.when_scaled.as_str(),
@@ -289,7 +288,7 @@ fn statefulset(
             "template": {
                 "metadata": {
                     "labels": pod_labels,
-                    "annotations": {CONFIG_HASH_ANNOTATION: config_hash(zk)},
+                    "annotations": template_annotations,
                 },
                 "spec": {
                     "serviceAccountName": names.statefulset(),
@@ -345,16 +344,37 @@ fn statefulset(
     }))
 }
 
+/// The Secret with the super user's password (for the operator) and digest (for the servers).
+pub fn admin_secret(zk: &ZooKeeperCluster, password: &str) -> Secret {
+    let names = Names::of(zk);
+    typed(json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {
+            "name": names.admin_secret(), "namespace": names.namespace,
+            "labels": names.labels(), "ownerReferences": [owner_reference(zk)],
+        },
+        "type": "Opaque",
+        "stringData": {ADMIN_PASSWORD_KEY: password, ADMIN_DIGEST_KEY: super_digest(password)},
+    }))
+}
+
+/// ZooKeeper's digest of `super:<password>`: `super:` + base64(sha1("super:<password>")).
+pub fn super_digest(password: &str) -> String {
+    use base64::Engine;
+    use sha1::Digest;
+    let hash = sha1::Sha1::digest(format!("super:{password}").as_bytes());
+    format!("super:{}", base64::engine::general_purpose::STANDARD.encode(hash))
+}
+
 fn owner_reference(zk: &ZooKeeperCluster) -> OwnerReference {
-    zk.controller_owner_ref(&())
-        .unwrap_or_else(|| OwnerReference {
-            api_version: ZooKeeperCluster::api_version(&()).into_owned(),
-            kind: ZooKeeperCluster::kind(&()).into_owned(),
-            name: zk.name_any(),
-            uid: zk.uid().unwrap_or_default(),
-            controller: Some(true),
-            block_owner_deletion: Some(true),
-        })
+    zk.controller_owner_ref(&()).unwrap_or_else(|| OwnerReference {
+        api_version: ZooKeeperCluster::api_version(&()).into_owned(),
+        kind: ZooKeeperCluster::kind(&()).into_owned(),
+        name: zk.name_any(),
+        uid: zk.uid().unwrap_or_default(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    })
 }
 
 /// Our JSON manifests are fixed shapes; a failure here is a bug caught by the unit tests.
@@ -395,26 +415,30 @@ mod tests {
         }
     }
 
+    fn inputs(zk: &ZooKeeperCluster, state: EnsembleState) -> Inputs<'static> {
+        Inputs {
+            ensemble_state: state,
+            existing_claim_templates: None,
+            statefulset_replicas: zk.spec.replicas,
+        }
+    }
+
+    fn make(zk: &ZooKeeperCluster, state: EnsembleState) -> Desired {
+        desired(zk, &settings(), inputs(zk, state))
+    }
+
     #[test]
     fn headless_service_publishes_not_ready_members() {
-        let d = desired(&cluster(json!({})), &settings(), EnsembleState::New, None);
+        let d = make(&cluster(json!({})), EnsembleState::New);
         let spec = d.headless_service.spec.unwrap();
         assert_eq!(spec.cluster_ip.as_deref(), Some("None"));
         assert_eq!(spec.publish_not_ready_addresses, Some(true));
-        assert_eq!(
-            d.headless_service.metadata.owner_references.unwrap()[0].uid,
-            "uid-1"
-        );
+        assert_eq!(d.headless_service.metadata.owner_references.unwrap()[0].uid, "uid-1");
     }
 
     #[test]
     fn members_file_lists_every_replica_by_stable_dns_name() {
-        let d = desired(
-            &cluster(json!({"replicas": 5})),
-            &settings(),
-            EnsembleState::New,
-            None,
-        );
+        let d = make(&cluster(json!({"replicas": 5})), EnsembleState::New);
         let data = d.config_map.data.unwrap();
         let members = Membership::parse(&data[MEMBERS_KEY], "members").unwrap();
         assert_eq!(members.members.len(), 5);
@@ -423,20 +447,14 @@ mod tests {
             "zookeeper-4.zookeeper-headless.prod.svc.cluster.local"
         );
         assert_eq!(data[ENSEMBLE_STATE_KEY], "new");
-        let d = desired(
-            &cluster(json!({})),
-            &settings(),
-            EnsembleState::Existing,
-            None,
-        );
+        let d = make(&cluster(json!({})), EnsembleState::Existing);
         assert_eq!(d.config_map.data.unwrap()[ENSEMBLE_STATE_KEY], "existing");
     }
 
     #[test]
     fn configuration_changes_change_the_pod_template_but_scaling_does_not() {
         let template = |spec: Value| {
-            let sts =
-                desired(&cluster(spec), &settings(), EnsembleState::Existing, None).statefulset;
+            let sts = make(&cluster(spec), EnsembleState::Existing).statefulset;
             serde_json::to_value(sts.spec.unwrap().template).unwrap()
         };
         let base = template(json!({"config": {"tickTime": "2000"}}));
@@ -449,33 +467,26 @@ mod tests {
             base,
             template(json!({"config": {"tickTime": "2000"}, "version": "3.8.3"}))
         );
-        assert_eq!(
-            base,
-            template(json!({"config": {"tickTime": "2000"}, "replicas": 5}))
-        );
+        assert_eq!(base, template(json!({"config": {"tickTime": "2000"}, "replicas": 5})));
     }
 
     #[test]
     fn statefulset_is_parallel_restricted_and_spread() {
-        let sts = desired(
+        let sts = make(
             &cluster(json!({"placement": {"antiAffinity": "Required", "topologySpreadKey": "topology.kubernetes.io/zone"},
                             "storage": {"size": "5Gi", "storageClassName": "fast", "retention": {"whenDeleted": "Delete"}}})),
-            &settings(),
             EnsembleState::New,
-            None,
         )
         .statefulset;
         let spec = sts.spec.unwrap();
         assert_eq!(spec.pod_management_policy.as_deref(), Some("Parallel"));
+        assert_eq!(spec.update_strategy.unwrap().type_.as_deref(), Some("OnDelete"));
         assert_eq!(spec.service_name.as_deref(), Some("zookeeper-headless"));
         let retention = spec.persistent_volume_claim_retention_policy.unwrap();
         assert_eq!(retention.when_deleted.as_deref(), Some("Delete"));
         assert_eq!(retention.when_scaled.as_deref(), Some("Delete"));
         let claim = &spec.volume_claim_templates.unwrap()[0];
-        assert_eq!(
-            claim.spec.as_ref().unwrap().storage_class_name.as_deref(),
-            Some("fast")
-        );
+        assert_eq!(claim.spec.as_ref().unwrap().storage_class_name.as_deref(), Some("fast"));
         let pod = spec.template.spec.unwrap();
         assert!(pod
             .affinity
@@ -493,43 +504,62 @@ mod tests {
         let container = &pod.containers[0];
         assert_eq!(container.image.as_deref(), Some("zkop/zookeeper:3.9.4"));
         assert_eq!(
-            container
-                .security_context
-                .as_ref()
-                .unwrap()
-                .read_only_root_filesystem,
+            container.security_context.as_ref().unwrap().read_only_root_filesystem,
             Some(true)
         );
-        let ready = container
-            .readiness_probe
-            .as_ref()
-            .unwrap()
-            .exec
-            .as_ref()
-            .unwrap();
-        assert_eq!(
-            ready.command.as_ref().unwrap(),
-            &["zk-agent", "probe", "ready"]
+        let ready = container.readiness_probe.as_ref().unwrap().exec.as_ref().unwrap();
+        assert_eq!(ready.command.as_ref().unwrap(), &["zk-agent", "probe", "ready"]);
+    }
+
+    #[test]
+    fn the_members_file_follows_the_statefulset_not_the_spec() {
+        // Scaling 3 -> 5 adds one member at a time: the file lists the members that run.
+        let zk = cluster(json!({"replicas": 5}));
+        let d = desired(
+            &zk,
+            &settings(),
+            Inputs {
+                statefulset_replicas: 4,
+                ..inputs(&zk, EnsembleState::Existing)
+            },
         );
+        assert_eq!(d.config_map.data.unwrap()[MEMBERS_KEY].lines().count(), 4);
+        assert_eq!(d.statefulset.spec.unwrap().replicas, Some(4));
+    }
+
+    #[test]
+    fn a_restart_request_changes_the_pod_template() {
+        let mut zk = cluster(json!({}));
+        let before = make(&zk, EnsembleState::Existing).statefulset.spec.unwrap().template;
+        zk.metadata.annotations = Some(BTreeMap::from([(
+            RESTART_ANNOTATION.to_string(),
+            "2026-11-29T01:00:00Z".to_string(),
+        )]));
+        let after = make(&zk, EnsembleState::Existing).statefulset.spec.unwrap().template;
+        assert_ne!(before, after);
+    }
+
+    #[test]
+    fn super_digest_matches_zookeepers_digest_authentication_provider() {
+        // DigestAuthenticationProvider.generateDigest("super:secret") from ZooKeeper 3.9.4.
+        assert_eq!(super_digest("secret"), "super:lK75jTNcA+U9vtVEw5vB51mj/w4=");
     }
 
     #[test]
     fn existing_claim_templates_are_kept() {
-        let first = desired(&cluster(json!({})), &settings(), EnsembleState::New, None).statefulset;
+        let first = make(&cluster(json!({})), EnsembleState::New).statefulset;
         let existing = first.spec.unwrap().volume_claim_templates.unwrap();
+        let zk = cluster(json!({"storage": {"size": "9Gi"}}));
         let grown = desired(
-            &cluster(json!({"storage": {"size": "9Gi"}})),
+            &zk,
             &settings(),
-            EnsembleState::New,
-            Some(&existing),
+            Inputs {
+                existing_claim_templates: Some(&existing),
+                ..inputs(&zk, EnsembleState::New)
+            },
         );
         assert_eq!(
-            grown
-                .statefulset
-                .spec
-                .unwrap()
-                .volume_claim_templates
-                .unwrap(),
+            grown.statefulset.spec.unwrap().volume_claim_templates.unwrap(),
             existing
         );
     }
@@ -537,13 +567,7 @@ mod tests {
     #[test]
     fn disruption_budget_allows_one_member_down_at_any_size() {
         for replicas in [1, 3, 5, 7] {
-            let pdb = desired(
-                &cluster(json!({"replicas": replicas})),
-                &settings(),
-                EnsembleState::New,
-                None,
-            )
-            .pod_disruption_budget;
+            let pdb = make(&cluster(json!({"replicas": replicas})), EnsembleState::New).pod_disruption_budget;
             let spec = pdb.spec.unwrap();
             assert_eq!(
                 spec.max_unavailable,

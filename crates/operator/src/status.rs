@@ -12,6 +12,11 @@ pub struct MemberObservation {
     pub ordinal: u32,
     /// `None` when the member is not serving (no quorum, syncing, not running).
     pub serving: Option<ServingMode>,
+    /// The pod runs the StatefulSet's current revision.
+    pub up_to_date: bool,
+    pub terminating: bool,
+    /// `<pod IP>:<client port>`, when the pod has an address.
+    pub address: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -35,15 +40,8 @@ pub const DEGRADED: &str = "Degraded";
 
 /// A quorum of the desired members serves, with a leader among them.
 pub fn available(zk: &ZooKeeperCluster, observed: &Observed) -> bool {
-    let serving = observed
-        .members
-        .iter()
-        .filter(|m| m.serving.is_some())
-        .count();
-    let has_leader = observed
-        .members
-        .iter()
-        .any(|m| m.serving == Some(ServingMode::Leader));
+    let serving = observed.members.iter().filter(|m| m.serving.is_some()).count();
+    let has_leader = observed.members.iter().any(|m| m.serving == Some(ServingMode::Leader));
     has_leader && serving >= quorum(zk.spec.replicas)
 }
 
@@ -61,24 +59,25 @@ pub fn ensemble_state(recorded: Option<&str>, available_now: bool) -> EnsembleSt
     }
 }
 
+/// A day-2 operation in progress: its kind (RollingRestart, ScaleUp, ScaleDown) and current step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Operation {
+    pub kind: String,
+    pub step: String,
+}
+
 pub fn compute(
     zk: &ZooKeeperCluster,
     observed: &Observed,
+    operation: Option<&Operation>,
     selector: String,
     now: Time,
 ) -> ZooKeeperClusterStatus {
     let previous = zk.status.clone().unwrap_or_default();
     let generation = zk.metadata.generation;
     let desired = zk.spec.replicas;
-    let serving: Vec<&MemberObservation> = observed
-        .members
-        .iter()
-        .filter(|m| m.serving.is_some())
-        .collect();
-    let leader = observed
-        .members
-        .iter()
-        .find(|m| m.serving == Some(ServingMode::Leader));
+    let serving: Vec<&MemberObservation> = observed.members.iter().filter(|m| m.serving.is_some()).collect();
+    let leader = observed.members.iter().find(|m| m.serving == Some(ServingMode::Leader));
     let is_available = available(zk, observed);
     let sts = observed.statefulset.clone().unwrap_or_default();
     let not_serving: Vec<&str> = observed
@@ -102,11 +101,7 @@ pub fn compute(
             ),
         )
     } else if observed.statefulset.is_none() {
-        (
-            false,
-            "Creating",
-            "the StatefulSet does not exist yet".to_string(),
-        )
+        (false, "Creating", "the StatefulSet does not exist yet".to_string())
     } else {
         (
             false,
@@ -119,32 +114,19 @@ pub fn compute(
         )
     };
     let progressing = if observed.statefulset.is_none() {
-        (
-            true,
-            "Creating",
-            "creating the ensemble's resources".to_string(),
-        )
+        (true, "Creating", "creating the ensemble's resources".to_string())
+    } else if let Some(op) = operation {
+        (true, op.kind.as_str(), op.step.clone())
     } else if !sts.rolled_out || sts.updated_replicas < desired {
         (
             true,
             "RollingOut",
-            format!(
-                "{} of {desired} members run the current template",
-                sts.updated_replicas
-            ),
+            format!("{} of {desired} members run the current template", sts.updated_replicas),
         )
     } else if sts.replicas != desired {
-        (
-            true,
-            "Scaling",
-            format!("{} members, {desired} desired", sts.replicas),
-        )
+        (true, "Scaling", format!("{} members, {desired} desired", sts.replicas))
     } else {
-        (
-            false,
-            "Reconciled",
-            "the ensemble matches the spec".to_string(),
-        )
+        (false, "Reconciled", "the ensemble matches the spec".to_string())
     };
     let degraded = if !not_serving.is_empty() || missing > 0 {
         let mut parts = Vec::new();
@@ -156,11 +138,7 @@ pub fn compute(
         }
         (true, "MembersNotServing", parts.join("; "))
     } else {
-        (
-            false,
-            "AllMembersServing",
-            format!("all {desired} members serve"),
-        )
+        (false, "AllMembersServing", format!("all {desired} members serve"))
     };
 
     let conditions = [
@@ -209,6 +187,8 @@ pub fn compute(
         version: Some(zk.spec.version.clone()),
         selector: Some(selector),
         members,
+        operation: operation.map(|o| o.kind.clone()),
+        operation_step: operation.map(|o| o.step.clone()),
     }
 }
 
@@ -239,11 +219,7 @@ fn condition(
 }
 
 pub fn condition_is_true(status: Option<&ZooKeeperClusterStatus>, kind: &str) -> bool {
-    status.is_some_and(|s| {
-        s.conditions
-            .iter()
-            .any(|c| c.type_ == kind && c.status == "True")
-    })
+    status.is_some_and(|s| s.conditions.iter().any(|c| c.type_ == kind && c.status == "True"))
 }
 
 #[cfg(test)]
@@ -263,6 +239,9 @@ mod tests {
             pod: format!("zk-{ordinal}"),
             ordinal,
             serving,
+            up_to_date: true,
+            terminating: false,
+            address: None,
         }
     }
 
@@ -289,13 +268,9 @@ mod tests {
         let zk = cluster(3);
         let observed = Observed {
             statefulset: rolled_out(3),
-            members: vec![
-                member(0, Some(Follower)),
-                member(1, Some(Leader)),
-                member(2, None),
-            ],
+            members: vec![member(0, Some(Follower)), member(1, Some(Leader)), member(2, None)],
         };
-        let s = compute(&zk, &observed, "sel".into(), now());
+        let s = compute(&zk, &observed, None, "sel".into(), now());
         assert_eq!(get(&s, AVAILABLE).status, "True");
         assert_eq!(get(&s, DEGRADED).status, "True");
         assert!(get(&s, DEGRADED).message.contains("zk-2"));
@@ -311,7 +286,7 @@ mod tests {
             members: vec![member(0, Some(Follower)), member(1, Some(Follower))],
         };
         assert_eq!(
-            get(&compute(&zk, &no_leader, "sel".into(), now()), AVAILABLE).status,
+            get(&compute(&zk, &no_leader, None, "sel".into(), now()), AVAILABLE).status,
             "False"
         );
         let one = Observed {
@@ -319,7 +294,7 @@ mod tests {
             members: vec![member(0, Some(Leader)), member(1, None), member(2, None)],
         };
         assert_eq!(
-            get(&compute(&zk, &one, "sel".into(), now()), AVAILABLE).reason,
+            get(&compute(&zk, &one, None, "sel".into(), now()), AVAILABLE).reason,
             "NoQuorum"
         );
     }
@@ -332,16 +307,16 @@ mod tests {
             statefulset: rolled_out(1),
             members: vec![member(0, Some(Leader))],
         };
-        zk.status = Some(compute(&zk, &observed, "sel".into(), now()));
+        zk.status = Some(compute(&zk, &observed, None, "sel".into(), now()));
         let later = Time(Timestamp::from_second(1_800_000_100).unwrap());
-        let again = compute(&zk, &observed, "sel".into(), later.clone());
+        let again = compute(&zk, &observed, None, "sel".into(), later.clone());
         assert_eq!(get(&again, AVAILABLE).last_transition_time, now());
         let down = Observed {
             statefulset: rolled_out(1),
             members: vec![member(0, None)],
         };
         assert_eq!(
-            get(&compute(&zk, &down, "sel".into(), later.clone()), AVAILABLE).last_transition_time,
+            get(&compute(&zk, &down, None, "sel".into(), later.clone()), AVAILABLE).last_transition_time,
             later
         );
     }
@@ -351,9 +326,6 @@ mod tests {
         assert_eq!(ensemble_state(None, false), EnsembleState::New);
         assert_eq!(ensemble_state(Some("new"), false), EnsembleState::New);
         assert_eq!(ensemble_state(Some("new"), true), EnsembleState::Existing);
-        assert_eq!(
-            ensemble_state(Some("existing"), false),
-            EnsembleState::Existing
-        );
+        assert_eq!(ensemble_state(Some("existing"), false), EnsembleState::Existing);
     }
 }

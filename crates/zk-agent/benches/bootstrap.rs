@@ -14,10 +14,7 @@ use std::time::{Duration, Instant};
 const TIMEOUT: Duration = Duration::from_secs(120);
 
 fn main() {
-    let rounds: u32 = std::env::args()
-        .skip(1)
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(5);
+    let rounds: u32 = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(5);
     let mut by_agent = Vec::new();
     let mut by_hand = Vec::new();
     for round in 0..rounds {

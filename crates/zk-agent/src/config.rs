@@ -25,10 +25,7 @@ const OWNED_KEYS: &[(&str, &str)] = &[
         "dynamicConfigFile",
         "membership is written by the agent and by ZooKeeper's reconfiguration",
     ),
-    (
-        "standaloneEnabled",
-        "a member always runs as part of an ensemble",
-    ),
+    ("standaloneEnabled", "a member always runs as part of an ensemble"),
     (
         "reconfigEnabled",
         "dynamic reconfiguration is how members are added and removed",
@@ -113,10 +110,7 @@ impl Overrides {
     }
 
     fn get(&self, key: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
 }
 
@@ -133,15 +127,14 @@ pub struct StaticConfig {
 
 impl StaticConfig {
     pub fn render(&self) -> String {
-        let mut out = String::from("# Written by zk-agent at every start; edits here are lost. Change the cluster resource instead.\n");
+        let mut out = String::from(
+            "# Written by zk-agent at every start; edits here are lost. Change the cluster resource instead.\n",
+        );
         let mut line = |key: &str, value: &str| out.push_str(&format!("{key}={value}\n"));
         for (key, default) in DEFAULTS {
             line(key, self.overrides.get(key).unwrap_or(default));
         }
-        line(
-            WHITELIST_KEY,
-            &four_letter_whitelist(self.overrides.get(WHITELIST_KEY)),
-        );
+        line(WHITELIST_KEY, &four_letter_whitelist(self.overrides.get(WHITELIST_KEY)));
         for (key, value) in &self.overrides.0 {
             if key != WHITELIST_KEY && !DEFAULTS.iter().any(|(k, _)| k == key) {
                 line(key, value);
@@ -166,10 +159,7 @@ impl StaticConfig {
 }
 
 fn four_letter_whitelist(user: Option<&str>) -> String {
-    let mut words: Vec<String> = REQUIRED_FOUR_LETTER_WORDS
-        .iter()
-        .map(|w| w.to_string())
-        .collect();
+    let mut words: Vec<String> = REQUIRED_FOUR_LETTER_WORDS.iter().map(|w| w.to_string()).collect();
     for word in user
         .unwrap_or_default()
         .split(',')
@@ -237,14 +227,12 @@ mod tests {
 
     #[test]
     fn overrides_replace_defaults_and_add_keys_once() {
-        let text = config("tickTime=3000\n# comment\nmaxSessionTimeout = 60000\n4lw.commands.whitelist=conf, srvr").render();
+        let text =
+            config("tickTime=3000\n# comment\nmaxSessionTimeout = 60000\n4lw.commands.whitelist=conf, srvr").render();
         assert!(text.contains("tickTime=3000\n"));
         assert_eq!(text.matches("tickTime=").count(), 1);
         assert!(text.contains("maxSessionTimeout=60000\n"));
-        assert!(
-            text.contains("4lw.commands.whitelist=srvr,mntr,ruok,conf\n"),
-            "{text}"
-        );
+        assert!(text.contains("4lw.commands.whitelist=srvr,mntr,ruok,conf\n"), "{text}");
         assert_eq!(property(&text, "tickTime").as_deref(), Some("3000"));
     }
 

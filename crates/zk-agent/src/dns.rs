@@ -108,16 +108,11 @@ mod tests {
         assert!(result.is_ok());
         let logged = logged.into_inner();
         assert!(
-            logged[0].contains("attempt 1")
-                && logged[0].contains("1 of 2")
-                && logged[0].contains(": b;"),
+            logged[0].contains("attempt 1") && logged[0].contains("1 of 2") && logged[0].contains(": b;"),
             "{logged:?}"
         );
         assert!(
-            logged
-                .last()
-                .unwrap()
-                .contains("2 of 2 ensemble names resolve after"),
+            logged.last().unwrap().contains("2 of 2 ensemble names resolve after"),
             "{logged:?}"
         );
     }
@@ -131,9 +126,7 @@ mod tests {
             deadline: Duration::from_millis(50),
         };
         let two_of_three = |missing: &[String]| missing.len() <= 1;
-        assert!(
-            wait_until_enough_resolve(&names, two_of_three, &backoff, |n| n != "c", |_| {}).is_ok()
-        );
+        assert!(wait_until_enough_resolve(&names, two_of_three, &backoff, |n| n != "c", |_| {}).is_ok());
         assert_eq!(
             wait_until_enough_resolve(&names, two_of_three, &backoff, |n| n == "a", |_| {}),
             Err(vec!["b".to_string(), "c".to_string()])
@@ -147,12 +140,7 @@ mod tests {
             max: Duration::from_millis(2),
             deadline: Duration::from_millis(20),
         };
-        let result = wait_until_resolved(
-            &["x".to_string(), "y".to_string()],
-            &backoff,
-            |n| n == "y",
-            |_| {},
-        );
+        let result = wait_until_resolved(&["x".to_string(), "y".to_string()], &backoff, |n| n == "y", |_| {});
         assert_eq!(result, Err(vec!["x".to_string()]));
     }
 }

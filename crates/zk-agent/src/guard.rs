@@ -35,23 +35,15 @@ pub enum StartMode {
 
 /// Decides how a member starts. `peer_serving` names a peer found serving in a quorum, if any:
 /// then the ensemble exists whatever the declared state says.
-pub fn start_mode(
-    data: DataState,
-    declared: EnsembleState,
-    peer_serving: Option<&str>,
-) -> StartMode {
+pub fn start_mode(data: DataState, declared: EnsembleState, peer_serving: Option<&str>) -> StartMode {
     match (data, declared, peer_serving) {
         (DataState::HasData, _, _) => StartMode::Recover,
         (DataState::Empty, EnsembleState::New, None) => StartMode::BootstrapEmpty,
         (DataState::Empty, EnsembleState::New, Some(peer)) => StartMode::SyncBeforeVoting {
-            reason: format!(
-                "the ensemble state says new, but {peer} is already serving in a quorum"
-            ),
+            reason: format!("the ensemble state says new, but {peer} is already serving in a quorum"),
         },
         (DataState::Empty, EnsembleState::Existing, _) => StartMode::SyncBeforeVoting {
-            reason:
-                "the data directory is empty and the ensemble already exists (lost or new disk)"
-                    .into(),
+            reason: "the data directory is empty and the ensemble already exists (lost or new disk)".into(),
         },
     }
 }

@@ -16,14 +16,12 @@ impl Identity {
     /// Parses a StatefulSet pod hostname `<name>-<ordinal>`, e.g. `zookeeper-2`.
     pub fn from_hostname(hostname: &str) -> Result<Identity, AgentError> {
         let short = hostname.split('.').next().unwrap_or_default();
-        let bad = |why: &str| {
-            AgentError::Usage {
+        let bad = |why: &str| AgentError::Usage {
             field: "--hostname / ZK_HOSTNAME".into(),
             message: format!(
                 "hostname {hostname:?} {why}; expected a StatefulSet pod name <name>-<ordinal> such as zookeeper-0 \
                  (set --ordinal to override the ordinal)"
             ),
-        }
         };
         let (name, ordinal) = short
             .rsplit_once('-')
@@ -31,9 +29,7 @@ impl Identity {
         if name.is_empty() {
             return Err(bad("has an empty name before the ordinal"));
         }
-        let ordinal = ordinal
-            .parse::<u32>()
-            .map_err(|_| bad("does not end in a number"))?;
+        let ordinal = ordinal.parse::<u32>().map_err(|_| bad("does not end in a number"))?;
         Ok(Identity {
             name: name.to_string(),
             ordinal,

@@ -9,11 +9,9 @@ const MIN_HEAP_MIB: u64 = 64;
 
 /// `-Xmx`/`-Xms` for a memory limit, unless the user set the heap in their JVM options.
 pub fn heap_flags(memory_limit_bytes: Option<u64>, user_options: &[String]) -> Vec<String> {
-    let user_sized = user_options.iter().any(|o| {
-        o.starts_with("-Xmx")
-            || o.starts_with("-XX:MaxRAMPercentage")
-            || o.starts_with("-XX:MaxHeapSize")
-    });
+    let user_sized = user_options
+        .iter()
+        .any(|o| o.starts_with("-Xmx") || o.starts_with("-XX:MaxRAMPercentage") || o.starts_with("-XX:MaxHeapSize"));
     match memory_limit_bytes {
         Some(limit) if !user_sized => {
             let mib = (limit / 1024 / 1024 * HEAP_SHARE_PERCENT / 100).max(MIN_HEAP_MIB);
@@ -52,13 +50,8 @@ const OWNED_SYSTEM_PROPERTIES: &[(&str, &str)] = &[
 /// Rejects user JVM options that would defeat the agent's safety settings.
 pub fn check_user_options(options: &[String]) -> Result<(), String> {
     for option in options {
-        if let Some((property, why)) = OWNED_SYSTEM_PROPERTIES
-            .iter()
-            .find(|(p, _)| option.starts_with(p))
-        {
-            return Err(format!(
-                "{property} is managed by zk-agent ({why}); remove {option:?}"
-            ));
+        if let Some((property, why)) = OWNED_SYSTEM_PROPERTIES.iter().find(|(p, _)| option.starts_with(p)) {
+            return Err(format!("{property} is managed by zk-agent ({why}); remove {option:?}"));
         }
     }
     Ok(())
@@ -70,6 +63,8 @@ pub struct JavaCommand {
     pub user_options: Vec<String>,
     pub memory_limit_bytes: Option<u64>,
     pub config_file: PathBuf,
+    /// `super:<base64 sha1>` digest of the super user the operator authenticates as (for reconfiguration).
+    pub super_digest: Option<String>,
 }
 
 impl JavaCommand {
@@ -83,6 +78,9 @@ impl JavaCommand {
             "-XX:+ExitOnOutOfMemoryError".to_string(),
             format!("-Dlogback.configurationFile={home}/conf/logback.xml"),
         ]);
+        if let Some(digest) = &self.super_digest {
+            args.push(format!("-Dzookeeper.DigestAuthenticationProvider.superDigest={digest}"));
+        }
         args.extend(self.user_options.iter().cloned());
         args.extend([
             "-cp".to_string(),
@@ -96,9 +94,7 @@ impl JavaCommand {
     /// Replaces this process with the JVM, so that signals reach it and its exit status is the pod's.
     pub fn exec(&self) -> std::io::Error {
         use std::os::unix::process::CommandExt;
-        std::process::Command::new(&self.java)
-            .args(self.args())
-            .exec()
+        std::process::Command::new(&self.java).args(self.args()).exec()
     }
 }
 
@@ -116,14 +112,8 @@ mod tests {
     #[test]
     fn heap_is_half_the_limit_unless_the_user_sized_it() {
         let gib = 1024 * 1024 * 1024;
-        assert_eq!(
-            heap_flags(Some(2 * gib), &[]),
-            vec!["-Xmx1024m", "-Xms1024m"]
-        );
-        assert_eq!(
-            heap_flags(Some(64 * 1024 * 1024), &[]),
-            vec!["-Xmx64m", "-Xms64m"]
-        );
+        assert_eq!(heap_flags(Some(2 * gib), &[]), vec!["-Xmx1024m", "-Xms1024m"]);
+        assert_eq!(heap_flags(Some(64 * 1024 * 1024), &[]), vec!["-Xmx64m", "-Xms64m"]);
         assert!(heap_flags(Some(2 * gib), &["-Xmx300m".into()]).is_empty());
         assert!(heap_flags(Some(2 * gib), &["-XX:MaxRAMPercentage=75".into()]).is_empty());
         assert!(heap_flags(None, &[]).is_empty());
@@ -136,10 +126,7 @@ mod tests {
     fn refuses_options_that_switch_off_the_guard() {
         assert!(check_user_options(&["-Xmx1g".into(), "-Dfoo=1".into()]).is_ok());
         let err = check_user_options(&["-Dzookeeper.db.autocreate=true".into()]).unwrap_err();
-        assert!(
-            err.contains("lost-disk guard") && err.contains("remove"),
-            "{err}"
-        );
+        assert!(err.contains("lost-disk guard") && err.contains("remove"), "{err}");
     }
 
     #[test]
@@ -150,10 +137,12 @@ mod tests {
             user_options: vec!["-Dfoo=bar".into()],
             memory_limit_bytes: Some(1 << 30),
             config_file: "/data/conf/zoo.cfg".into(),
+            super_digest: Some("super:abc=".into()),
         };
         let args = cmd.args();
         assert_eq!(args[0], "-Xmx512m");
         assert!(args.contains(&"-Dzookeeper.db.autocreate=false".to_string()));
+        assert!(args.contains(&"-Dzookeeper.DigestAuthenticationProvider.superDigest=super:abc=".to_string()));
         let user = args.iter().position(|a| a == "-Dfoo=bar").unwrap();
         let main = args
             .iter()

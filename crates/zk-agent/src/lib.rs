@@ -22,10 +22,7 @@ pub enum AgentError {
     #[error("{0}")]
     Unsafe(String),
     #[error("{context}: {error}")]
-    Io {
-        context: String,
-        error: std::io::Error,
-    },
+    Io { context: String, error: std::io::Error },
     #[error("gave up waiting for DNS after {seconds}s; these names still do not resolve: {names}. Check that the headless Service exists, publishes not-ready addresses, and that the pods are scheduled")]
     DnsTimeout { seconds: u64, names: String },
 }

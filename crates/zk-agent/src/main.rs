@@ -45,11 +45,7 @@ struct MemberArgs {
     #[command(flatten)]
     identity: IdentityArgs,
     /// Members in ZooKeeper's dynamic-configuration syntax, one `server.N=...` line each (mounted by the operator).
-    #[arg(
-        long,
-        env = "ZK_MEMBERS_FILE",
-        default_value = "/etc/zookeeper/members/members"
-    )]
+    #[arg(long, env = "ZK_MEMBERS_FILE", default_value = "/etc/zookeeper/members/members")]
     members_file: PathBuf,
     /// Number of StatefulSet replicas, used when the members file does not exist.
     #[arg(long, env = "ZK_REPLICAS")]
@@ -75,12 +71,7 @@ struct MemberArgs {
     #[arg(long, env = "ZK_METRICS_PORT", default_value_t = 7000)]
     metrics_port: u16,
     /// `new` only while the ensemble is created for the first time: then empty members may vote.
-    #[arg(
-        long,
-        env = "ZK_ENSEMBLE_STATE",
-        value_enum,
-        default_value = "existing"
-    )]
+    #[arg(long, env = "ZK_ENSEMBLE_STATE", value_enum, default_value = "existing")]
     ensemble_state: EnsembleStateArg,
     /// How long to wait for the ensemble's DNS names before giving up.
     #[arg(long, env = "ZK_DNS_TIMEOUT_SECONDS", default_value_t = 600)]
@@ -99,6 +90,9 @@ struct RunArgs {
     /// Extra JVM options, separated by spaces. The heap is sized from the memory limit unless -Xmx is given.
     #[arg(long, env = "ZK_JVM_OPTS", default_value = "")]
     jvm_opts: String,
+    /// `super:<base64 sha1(super:password)>`: the super user that may reconfigure the ensemble.
+    #[arg(long, env = "ZK_SUPER_DIGEST")]
+    super_digest: Option<String>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -139,8 +133,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<(), AgentError> {
     match cli.command {
         Command::Run(args) => {
-            let user_options: Vec<String> =
-                args.jvm_opts.split_whitespace().map(String::from).collect();
+            let user_options: Vec<String> = args.jvm_opts.split_whitespace().map(String::from).collect();
             jvm::check_user_options(&user_options).map_err(|message| AgentError::Usage {
                 field: "--jvm-opts / ZK_JVM_OPTS".into(),
                 message,
@@ -153,11 +146,23 @@ fn run(cli: Cli) -> Result<(), AgentError> {
                 user_options,
                 memory_limit_bytes: jvm::container_memory_limit(),
                 config_file: prepared.config_file,
+                super_digest: args.super_digest.filter(|d| !d.is_empty()),
             };
+            let shown: Vec<String> = command
+                .args()
+                .into_iter()
+                .map(|a| {
+                    if a.contains("superDigest=") {
+                        "-Dzookeeper.DigestAuthenticationProvider.superDigest=<hidden>".into()
+                    } else {
+                        a
+                    }
+                })
+                .collect();
             log(&format!(
                 "starting ZooKeeper: {} {}",
                 command.java.display(),
-                command.args().join(" ")
+                shown.join(" ")
             ));
             let error = command.exec();
             Err(AgentError::Io {
@@ -177,12 +182,8 @@ fn run(cli: Cli) -> Result<(), AgentError> {
         Command::Probe(args) => {
             let timeout = Duration::from_secs(args.timeout_seconds);
             let result = match args.kind {
-                ProbeKind::Ready => {
-                    probe::ready(&args.address, timeout).map(|mode| format!("serving as {mode:?}"))
-                }
-                ProbeKind::Live => {
-                    probe::live(&args.address, timeout).map(|()| "alive".to_string())
-                }
+                ProbeKind::Ready => probe::ready(&args.address, timeout).map(|mode| format!("serving as {mode:?}")),
+                ProbeKind::Live => probe::live(&args.address, timeout).map(|()| "alive".to_string()),
             };
             match result {
                 Ok(message) => {

@@ -78,10 +78,7 @@ impl Membership {
                 client_port: DEFAULT_CLIENT_PORT,
             })
             .collect();
-        Membership {
-            members,
-            version: None,
-        }
+        Membership { members, version: None }
     }
 
     /// Parses a members file or one of ZooKeeper's dynamic configuration files.
@@ -110,11 +107,7 @@ impl Membership {
                 .strip_prefix("server.")
                 .and_then(|id| id.parse::<u64>().ok())
                 .filter(|id| *id > 0)
-                .ok_or_else(|| {
-                    bad(format!(
-                        "expected server.<id> with a positive id, found {key:?}"
-                    ))
-                })?;
+                .ok_or_else(|| bad(format!("expected server.<id> with a positive id, found {key:?}")))?;
             let member = parse_server(id, value.trim()).map_err(bad)?;
             if members.iter().any(|m| m.id == id) {
                 return Err(bad(format!("server.{id} is listed twice")));
@@ -234,10 +227,7 @@ mod tests {
         assert_eq!(parsed.version.as_deref(), Some("100000000"));
         assert_eq!(parsed.members[0].id, 1);
         assert_eq!(parsed.members[1].role, Role::Observer);
-        assert_eq!(
-            parsed.members[1].client_address.as_deref(),
-            Some("127.0.0.2")
-        );
+        assert_eq!(parsed.members[1].client_address.as_deref(), Some("127.0.0.2"));
         assert_eq!(parsed.members[1].client_port, 2182);
         // Without a role, a server is a participant (ZooKeeper's default).
         let m = Membership::parse("server.7=h:1:2;3", "f").unwrap();
@@ -247,10 +237,7 @@ mod tests {
     #[test]
     fn rejects_malformed_members_naming_the_line() {
         let cases = [
-            (
-                "server.1=h:2888:3888;2181\nserver.1=h:2888:3888;2181",
-                "listed twice",
-            ),
+            ("server.1=h:2888:3888;2181\nserver.1=h:2888:3888;2181", "listed twice"),
             ("server.0=h:2888:3888;2181", "positive id"),
             ("srv.1=h:2888:3888;2181", "server.<id>"),
             ("server.1=h:2888;2181", "<host>:<quorum port>"),

@@ -15,22 +15,17 @@ pub enum ServingMode {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SrvrState {
     /// In a quorum and serving clients.
-    Serving {
-        mode: ServingMode,
-        zxid: Option<u64>,
-    },
+    Serving { mode: ServingMode, zxid: Option<u64> },
     /// Running but not serving: looking for a leader, or syncing.
     NotServing,
 }
 
 /// Sends a four-letter word and returns the whole reply.
 pub fn four_letter_word(address: &str, word: &str, timeout: Duration) -> std::io::Result<String> {
-    let target: SocketAddr = address.to_socket_addrs()?.next().ok_or_else(|| {
-        std::io::Error::new(
-            std::io::ErrorKind::NotFound,
-            format!("{address} does not resolve"),
-        )
-    })?;
+    let target: SocketAddr = address
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, format!("{address} does not resolve")))?;
     let mut stream = TcpStream::connect_timeout(&target, timeout)?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
@@ -47,12 +42,7 @@ pub fn parse_srvr(reply: &str) -> Result<SrvrState, String> {
     if reply.contains("is not executed because it is not in the whitelist") {
         return Err("srvr is not in 4lw.commands.whitelist".into());
     }
-    let field = |name: &str| {
-        reply
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .map(str::trim)
-    };
+    let field = |name: &str| reply.lines().find_map(|l| l.strip_prefix(name)).map(str::trim);
     let mode = match field("Mode:") {
         Some("leader") => ServingMode::Leader,
         Some("follower") => ServingMode::Follower,
@@ -64,15 +54,13 @@ pub fn parse_srvr(reply: &str) -> Result<SrvrState, String> {
         }
         None => return Err(format!("srvr reply has no Mode line: {reply:?}")),
     };
-    let zxid =
-        field("Zxid:").and_then(|z| u64::from_str_radix(z.trim_start_matches("0x"), 16).ok());
+    let zxid = field("Zxid:").and_then(|z| u64::from_str_radix(z.trim_start_matches("0x"), 16).ok());
     Ok(SrvrState::Serving { mode, zxid })
 }
 
 /// Ready means serving in a quorum as leader, follower or observer: not merely "the JVM answers".
 pub fn ready(address: &str, timeout: Duration) -> Result<ServingMode, String> {
-    let reply = four_letter_word(address, "srvr", timeout)
-        .map_err(|e| format!("srvr to {address}: {e}"))?;
+    let reply = four_letter_word(address, "srvr", timeout).map_err(|e| format!("srvr to {address}: {e}"))?;
     match parse_srvr(&reply)? {
         SrvrState::Serving { mode, .. } => Ok(mode),
         SrvrState::NotServing => Err(format!(
@@ -84,8 +72,7 @@ pub fn ready(address: &str, timeout: Duration) -> Result<ServingMode, String> {
 /// Live means the server process answers on its client port, whether or not it has a quorum:
 /// a member that is looking for a leader or syncing a large snapshot must not be restarted.
 pub fn live(address: &str, timeout: Duration) -> Result<(), String> {
-    let reply = four_letter_word(address, "ruok", timeout)
-        .map_err(|e| format!("ruok to {address}: {e}"))?;
+    let reply = four_letter_word(address, "ruok", timeout).map_err(|e| format!("ruok to {address}: {e}"))?;
     if reply.trim() == "imok" {
         Ok(())
     } else {
@@ -113,9 +100,7 @@ mod tests {
             SrvrState::NotServing
         );
         assert!(parse_srvr("srvr is not executed because it is not in the whitelist.\n").is_err());
-        assert!(parse_srvr("Mode: standalone\n")
-            .unwrap_err()
-            .contains("standalone"));
+        assert!(parse_srvr("Mode: standalone\n").unwrap_err().contains("standalone"));
         assert!(parse_srvr("").is_err());
     }
 }

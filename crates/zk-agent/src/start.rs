@@ -73,19 +73,16 @@ pub fn prepare(opts: &StartOptions) -> Result<Prepared, AgentError> {
 
     wait_for_dns(opts, &membership, myid)?;
 
-    let data = guard::data_state(&zk_data_dir)
-        .map_err(AgentError::io(format!("reading {}", zk_data_dir.display())))?;
-    let serving_peer =
-        if data == guard::DataState::Empty && opts.ensemble_state == EnsembleState::New {
-            serving_peer(&membership, myid)
-        } else {
-            None
-        };
+    let data = guard::data_state(&zk_data_dir).map_err(AgentError::io(format!("reading {}", zk_data_dir.display())))?;
+    let serving_peer = if data == guard::DataState::Empty && opts.ensemble_state == EnsembleState::New {
+        serving_peer(&membership, myid)
+    } else {
+        None
+    };
     let start_mode = guard::start_mode(data, opts.ensemble_state, serving_peer.as_deref());
 
     let written_by_zookeeper = zookeeper_owned_dynamic_file.is_some();
-    let dynamic_file =
-        zookeeper_owned_dynamic_file.unwrap_or_else(|| conf_dir.join("zoo.cfg.dynamic"));
+    let dynamic_file = zookeeper_owned_dynamic_file.unwrap_or_else(|| conf_dir.join("zoo.cfg.dynamic"));
     let static_config = StaticConfig {
         zookeeper_data_dir: zk_data_dir.clone(),
         dynamic_config_file: dynamic_file.clone(),
@@ -96,8 +93,7 @@ pub fn prepare(opts: &StartOptions) -> Result<Prepared, AgentError> {
     };
 
     for dir in [&conf_dir, &zk_data_dir] {
-        std::fs::create_dir_all(dir)
-            .map_err(AgentError::io(format!("creating {}", dir.display())))?;
+        std::fs::create_dir_all(dir).map_err(AgentError::io(format!("creating {}", dir.display())))?;
     }
     write_atomic(&zk_data_dir.join("myid"), &format!("{myid}\n"))?;
     if !written_by_zookeeper {
@@ -138,10 +134,7 @@ pub fn prepare(opts: &StartOptions) -> Result<Prepared, AgentError> {
 /// unresolvable (its pod unschedulable, say) must not keep a majority from starting: ZooKeeper
 /// resolves peer addresses again on every connection attempt.
 fn wait_for_dns(opts: &StartOptions, membership: &Membership, myid: u64) -> Result<(), AgentError> {
-    let own = membership
-        .member(myid)
-        .map(|m| m.host.clone())
-        .unwrap_or_default();
+    let own = membership.member(myid).map(|m| m.host.clone()).unwrap_or_default();
     let hosts: Vec<String> = membership.members.iter().map(|m| m.host.clone()).collect();
     let voters: Vec<&str> = membership
         .members
@@ -151,19 +144,14 @@ fn wait_for_dns(opts: &StartOptions, membership: &Membership, myid: u64) -> Resu
         .collect();
     let quorum = voters.len() / 2 + 1;
     let enough = |missing: &[String]| {
-        !missing.contains(&own)
-            && voters
-                .iter()
-                .filter(|v| !missing.iter().any(|m| m == *v))
-                .count()
-                >= quorum
+        !missing.contains(&own) && voters.iter().filter(|v| !missing.iter().any(|m| m == *v)).count() >= quorum
     };
-    dns::wait_until_enough_resolve(&hosts, enough, &opts.dns_backoff, dns::resolves, log).map_err(
-        |missing| AgentError::DnsTimeout {
+    dns::wait_until_enough_resolve(&hosts, enough, &opts.dns_backoff, dns::resolves, log).map_err(|missing| {
+        AgentError::DnsTimeout {
             seconds: opts.dns_backoff.deadline.as_secs(),
             names: missing.join(", "),
-        },
-    )?;
+        }
+    })?;
     let grace = Backoff {
         deadline: opts.dns_peer_grace,
         ..Backoff::default()
@@ -184,10 +172,7 @@ fn wait_for_dns(opts: &StartOptions, membership: &Membership, myid: u64) -> Resu
 /// and wins over the members file: a member must never be restarted into a membership its
 /// ensemble did not commit. A member with no such file (new, or its disk was lost) takes the
 /// members file, then the StatefulSet's replicas.
-fn membership(
-    opts: &StartOptions,
-    config_file: &Path,
-) -> Result<(Membership, String, Option<PathBuf>), AgentError> {
+fn membership(opts: &StartOptions, config_file: &Path) -> Result<(Membership, String, Option<PathBuf>), AgentError> {
     if let Some(own) = zookeeper_dynamic_file(config_file) {
         if let Ok(text) = std::fs::read_to_string(&own) {
             let source = own.display().to_string();
@@ -196,8 +181,7 @@ fn membership(
     }
     if let Some(path) = opts.members_file.as_ref().filter(|p| p.exists()) {
         let source = path.display().to_string();
-        let text = std::fs::read_to_string(path)
-            .map_err(AgentError::io(format!("reading members file {source}")))?;
+        let text = std::fs::read_to_string(path).map_err(AgentError::io(format!("reading members file {source}")))?;
         return Ok((Membership::parse(&text, &source)?, source, None));
     }
     match opts.replicas {
@@ -240,16 +224,12 @@ fn check_myid(zk_data_dir: &Path, myid: u64) -> Result<(), AgentError> {
 }
 
 fn serving_peer(membership: &Membership, myid: u64) -> Option<String> {
-    membership
-        .members
-        .iter()
-        .filter(|m| m.id != myid)
-        .find_map(|m| {
-            let address = format!("{}:{}", m.host, m.client_port);
-            probe::ready(&address, Duration::from_secs(1))
-                .ok()
-                .map(|_| format!("server.{} ({address})", m.id))
-        })
+    membership.members.iter().filter(|m| m.id != myid).find_map(|m| {
+        let address = format!("{}:{}", m.host, m.client_port);
+        probe::ready(&address, Duration::from_secs(1))
+            .ok()
+            .map(|_| format!("server.{} ({address})", m.id))
+    })
 }
 
 fn write_atomic(path: &Path, contents: &str) -> Result<(), AgentError> {

@@ -13,13 +13,7 @@ fn run(command: &mut std::process::Command) -> (i32, String) {
     )
 }
 
-fn assert_rejected(
-    zk: &Ensemble,
-    member: u32,
-    (code, stderr): (i32, String),
-    exit: i32,
-    expected: &[&str],
-) {
+fn assert_rejected(zk: &Ensemble, member: u32, (code, stderr): (i32, String), exit: i32, expected: &[&str]) {
     assert_eq!(code, exit, "exit status; stderr:\n{stderr}");
     for text in expected {
         assert!(stderr.contains(text), "expected {text:?} in:\n{stderr}");
@@ -43,24 +37,14 @@ fn owned_configuration_override_is_rejected() {
         0,
         result,
         2,
-        &[
-            "overrides.cfg line 2",
-            "dataDir is managed by zk-agent",
-            "remove it",
-        ],
+        &["overrides.cfg line 2", "dataDir is managed by zk-agent", "remove it"],
     );
 
     std::fs::write(&overrides, "server.9=evil:1:2;3\n").unwrap();
     let result = run(zk
         .agent(0, "configure", "new")
         .env("ZK_CONFIG_OVERRIDES_FILE", &overrides));
-    assert_rejected(
-        &zk,
-        0,
-        result,
-        2,
-        &["server.9 is managed by zk-agent", "members file"],
-    );
+    assert_rejected(&zk, 0, result, 2, &["server.9 is managed by zk-agent", "members file"]);
 
     let result = run(zk
         .agent(0, "configure", "new")
@@ -77,9 +61,7 @@ fn owned_configuration_override_is_rejected() {
 #[test]
 fn bad_identity_and_membership_are_rejected() {
     let zk = Ensemble::new("bad-identity", 3, 22200);
-    let result = run(zk
-        .agent(0, "configure", "new")
-        .env("ZK_HOSTNAME", "zookeeper"));
+    let result = run(zk.agent(0, "configure", "new").env("ZK_HOSTNAME", "zookeeper"));
     assert_rejected(&zk, 0, result, 2, &["ZK_HOSTNAME", "<name>-<ordinal>"]);
 
     let result = run(&mut zk.agent(5, "configure", "new"));
@@ -92,28 +74,17 @@ fn bad_identity_and_membership_are_rejected() {
 
     let members = zk.root.join("broken-members");
     std::fs::write(&members, "server.1=zk-0:1:2;3\nserver.2=zk-1:2888;2181\n").unwrap();
-    let result = run(zk
-        .agent(0, "configure", "new")
-        .env("ZK_MEMBERS_FILE", &members));
+    let result = run(zk.agent(0, "configure", "new").env("ZK_MEMBERS_FILE", &members));
     assert_rejected(
         &zk,
         0,
         result,
         2,
-        &[
-            "broken-members line 2",
-            "<host>:<quorum port>:<election port>",
-        ],
+        &["broken-members line 2", "<host>:<quorum port>:<election port>"],
     );
 
     let result = run(&mut zk.agent(0, "configure", "maybe"));
-    assert_rejected(
-        &zk,
-        0,
-        result,
-        2,
-        &["maybe", "ensemble-state", "new", "existing"],
-    );
+    assert_rejected(&zk, 0, result, 2, &["maybe", "ensemble-state", "new", "existing"]);
 }
 
 #[test]
@@ -137,22 +108,14 @@ fn a_volume_of_another_member_is_refused() {
     std::fs::create_dir_all(zk.data_dir(0).join("zookeeper")).unwrap();
     std::fs::write(zk.data_dir(0).join("zookeeper/myid"), "3\n").unwrap();
     let result = run(&mut zk.agent(0, "configure", "existing"));
-    assert_rejected(
-        &zk,
-        0,
-        result,
-        1,
-        &["belongs to server.3", "this member is server.1"],
-    );
+    assert_rejected(&zk, 0, result, 1, &["belongs to server.3", "this member is server.1"]);
 }
 
 #[test]
 fn unresolvable_names_time_out_with_the_names() {
     let zk = Ensemble::new("bad-dns", 3, 22500);
     zk.set_resolvable(&[]);
-    let result = run(zk
-        .agent(1, "configure", "new")
-        .env("ZK_DNS_TIMEOUT_SECONDS", "1"));
+    let result = run(zk.agent(1, "configure", "new").env("ZK_DNS_TIMEOUT_SECONDS", "1"));
     assert_rejected(
         &zk,
         1,

@@ -59,12 +59,7 @@ async fn lost_disk_member_syncs_before_serving() {
     let mut zk = Ensemble::new("lostdisk", 3, 21200);
     zk.start_all("new");
     zk.wait_ready(&[0, 1, 2], READY);
-    create(
-        &common::client(&zk.connect_string(&[0, 1])).await,
-        "/foo",
-        "bar",
-    )
-    .await;
+    create(&common::client(&zk.connect_string(&[0, 1])).await, "/foo", "bar").await;
 
     zk.kill(2);
     zk.wipe(2);
@@ -73,16 +68,9 @@ async fn lost_disk_member_syncs_before_serving() {
     zk.start(2, "existing");
     let started = Instant::now();
     while !zk.ready(2) {
-        assert!(
-            zk.ready(0) && zk.ready(1),
-            "the two intact members must stay in quorum"
-        );
+        assert!(zk.ready(0) && zk.ready(1), "the two intact members must stay in quorum");
         assert!(zk.exited(2).is_none(), "member 2 exited:\n{}", zk.log(2));
-        assert!(
-            started.elapsed() < READY,
-            "member 2 never synced:\n{}",
-            zk.log_tail(2)
-        );
+        assert!(started.elapsed() < READY, "member 2 never synced:\n{}", zk.log_tail(2));
         std::thread::sleep(Duration::from_millis(50));
     }
     let log = zk.log(2);
@@ -186,11 +174,7 @@ async fn members_wait_for_dns_then_form_one_ensemble() {
                 == Ok(zk_agent::probe::ServingMode::Leader)
         })
         .collect();
-    assert_eq!(
-        leaders.len(),
-        1,
-        "one ensemble has one leader, found {leaders:?}"
-    );
+    assert_eq!(leaders.len(), 1, "one ensemble has one leader, found {leaders:?}");
     create(&common::client(&zk.client_address(0)).await, "/dns", "ok").await;
     assert_eq!(read_through(&zk, 2, "/dns").await.as_deref(), Some("ok"));
 }

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use zkop_api::ZooKeeperCluster;
 
 pub async fn client() -> Client {
-    Client::try_default().await.expect("a cluster in KUBECONFIG (run `make e2e`)")
+    Client::try_default()
+        .await
+        .expect("a cluster in KUBECONFIG (run `make e2e`)")
 }
 
 /// A fresh namespace under Pod Security "restricted", removed when the test is done.
@@ -24,9 +26,11 @@ impl TestNamespace {
         let api: Api<Namespace> = Api::all(client.clone());
         if api.get_opt(name).await.unwrap().is_some() {
             let _ = api.delete(name, &DeleteParams::default()).await;
-            wait_for(Duration::from_secs(180), &format!("namespace {name} to go away"), || async {
-                api.get_opt(name).await.unwrap().is_none()
-            })
+            wait_for(
+                Duration::from_secs(180),
+                &format!("namespace {name} to go away"),
+                || async { api.get_opt(name).await.unwrap().is_none() },
+            )
             .await;
         }
         let ns: Namespace = serde_json::from_value(serde_json::json!({
@@ -34,7 +38,10 @@ impl TestNamespace {
         }))
         .unwrap();
         api.create(&PostParams::default(), &ns).await.unwrap();
-        TestNamespace { name: name.to_string(), client: client.clone() }
+        TestNamespace {
+            name: name.to_string(),
+            client: client.clone(),
+        }
     }
 
     pub fn clusters(&self) -> Api<ZooKeeperCluster> {
@@ -59,23 +66,59 @@ impl TestNamespace {
 
     /// A merge patch of the spec, as `kubectl patch --type merge` would send, with strict field validation.
     pub async fn patch_spec(&self, name: &str, spec: serde_json::Value) -> Result<ZooKeeperCluster, kube::Error> {
-        let mut params = PatchParams::default();
-        params.field_validation = Some(kube::api::ValidationDirective::Strict);
-        self.clusters().patch(name, &params, &Patch::Merge(serde_json::json!({"spec": spec}))).await
+        let params = PatchParams {
+            field_validation: Some(kube::api::ValidationDirective::Strict),
+            ..Default::default()
+        };
+        self.clusters()
+            .patch(name, &params, &Patch::Merge(serde_json::json!({"spec": spec})))
+            .await
     }
 
     pub async fn wait_available(&self, name: &str, timeout: Duration) -> ZooKeeperCluster {
         let api = self.clusters();
-        wait_for(timeout, &format!("{}/{name} to be Available with all members serving", self.name), || async {
-            api.get(name).await.ok().is_some_and(|zk| fully_available(&zk))
-        })
+        wait_for(
+            timeout,
+            &format!("{}/{name} to be Available with all members serving", self.name),
+            || async { api.get(name).await.ok().is_some_and(|zk| fully_available(&zk)) },
+        )
         .await;
         api.get(name).await.unwrap()
     }
 
     pub fn kubectl(&self, args: &[&str]) -> (bool, String) {
-        let output = Command::new("kubectl").arg("-n").arg(&self.name).args(args).output().expect("kubectl");
-        let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        let output = Command::new("kubectl")
+            .arg("-n")
+            .arg(&self.name)
+            .args(args)
+            .output()
+            .expect("kubectl");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        (output.status.success(), text)
+    }
+
+    pub fn kubectl_stdin(&self, args: &[&str], input: &str) -> (bool, String) {
+        use std::io::Write;
+        let mut child = Command::new("kubectl")
+            .arg("-n")
+            .arg(&self.name)
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("kubectl");
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        let output = child.wait_with_output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
         (output.status.success(), text)
     }
 
@@ -90,19 +133,29 @@ impl TestNamespace {
 impl Drop for TestNamespace {
     fn drop(&mut self) {
         if std::env::var_os("E2E_KEEP_NAMESPACES").is_none() {
-            let _ = Command::new("kubectl").args(["delete", "namespace", &self.name, "--wait=false"]).output();
+            let _ = Command::new("kubectl")
+                .args(["delete", "namespace", &self.name, "--wait=false"])
+                .output();
         }
     }
 }
 
 pub fn fully_available(zk: &ZooKeeperCluster) -> bool {
-    let Some(status) = &zk.status else { return false };
+    let Some(status) = &zk.status else {
+        return false;
+    };
     status.observed_generation == zk.metadata.generation
         && status.ready_replicas == zk.spec.replicas
-        && status.conditions.iter().any(|c| c.type_ == "Available" && c.status == "True")
+        && status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Available" && c.status == "True")
 }
 
-pub fn condition<'a>(zk: &'a ZooKeeperCluster, kind: &str) -> Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+pub fn condition<'a>(
+    zk: &'a ZooKeeperCluster,
+    kind: &str,
+) -> Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
     zk.status.as_ref()?.conditions.iter().find(|c| c.type_ == kind)
 }
 
@@ -116,7 +169,10 @@ where
         if check().await {
             return;
         }
-        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }

@@ -150,14 +150,8 @@ impl Ensemble {
             .env("ZK_MEMBERS_FILE", self.members_file())
             .env("ZK_DATA_DIR", self.data_dir(i))
             .env("ZK_BIND_ADDRESS", "127.0.0.1")
-            .env(
-                "ZK_ADMIN_PORT",
-                (self.base_port + 30 + i as u16).to_string(),
-            )
-            .env(
-                "ZK_METRICS_PORT",
-                (self.base_port + 40 + i as u16).to_string(),
-            )
+            .env("ZK_ADMIN_PORT", (self.base_port + 30 + i as u16).to_string())
+            .env("ZK_METRICS_PORT", (self.base_port + 40 + i as u16).to_string())
             .env("ZK_ENSEMBLE_STATE", ensemble_state)
             .env("ZK_DNS_TIMEOUT_SECONDS", "120")
             .env("ZOOKEEPER_HOME", zookeeper_home())
@@ -170,10 +164,7 @@ impl Ensemble {
 
     /// Starts member `i` with `zk-agent run`, its output appended to its log file.
     pub fn start(&mut self, i: u32, ensemble_state: &str) {
-        assert!(
-            self.children[i as usize].is_none(),
-            "member {i} is already running"
-        );
+        assert!(self.children[i as usize].is_none(), "member {i} is already running");
         let log = fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -205,9 +196,7 @@ impl Ensemble {
 
     /// The process exited by itself (the agent refused to start, or ZooKeeper died).
     pub fn exited(&mut self, i: u32) -> Option<std::process::ExitStatus> {
-        self.children[i as usize]
-            .as_mut()
-            .and_then(|c| c.try_wait().unwrap())
+        self.children[i as usize].as_mut().and_then(|c| c.try_wait().unwrap())
     }
 
     pub fn wipe(&self, i: u32) {
@@ -282,8 +271,7 @@ pub async fn client(connect: &str) -> zookeeper_client::Client {
 }
 
 pub async fn create(client: &zookeeper_client::Client, path: &str, value: &str) {
-    let options =
-        zookeeper_client::CreateMode::Persistent.with_acls(zookeeper_client::Acls::anyone_all());
+    let options = zookeeper_client::CreateMode::Persistent.with_acls(zookeeper_client::Acls::anyone_all());
     client
         .create(path, value.as_bytes(), &options)
         .await

@@ -1,0 +1,220 @@
+//! On the local cluster, side by side in one run:
+//! - the operator: apply a 3-member ZooKeeperCluster;
+//! - the seed's approach: a plain StatefulSet (OrderedReady, a static server list in zoo.cfg,
+//!   readiness = the JVM answers `ruok`), same image, same resources.
+//!
+//! It measures the time from apply to all three members serving in a quorum, and from deleting a
+//! member's pod to that member serving in the quorum again. "Serving" is checked the same way for
+//! both: `srvr` inside each pod (`kubectl exec ... zk-agent probe ready`).
+//!
+//! Rerun: make bench   (cargo bench -p e2e --bench operator -- [rounds])
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::{client, TestNamespace};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams};
+use kube::ResourceExt;
+use serde_json::json;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const TIMEOUT: Duration = Duration::from_secs(600);
+
+#[tokio::main]
+async fn main() {
+    let rounds: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(2);
+    let client = client().await;
+    let mut rows: Vec<(&str, Vec<f64>, Vec<f64>)> = vec![
+        ("operator (ZooKeeperCluster)", vec![], vec![]),
+        ("plain StatefulSet, OrderedReady (seed)", vec![], vec![]),
+    ];
+    let mut available_condition = Vec::new();
+    for round in 0..rounds {
+        let (start, restart, condition) = operator_round(&client, round).await;
+        rows[0].1.push(start);
+        rows[0].2.push(restart);
+        available_condition.push(condition);
+        let (start, restart) = statefulset_round(&client, round).await;
+        rows[1].1.push(start);
+        rows[1].2.push(restart);
+        eprintln!(
+            "round {}: operator {start_op:.1}s / {restart_op:.1}s, StatefulSet {start:.1}s / {restart:.1}s",
+            round + 1,
+            start_op = rows[0].1[round],
+            restart_op = rows[0].2[round]
+        );
+    }
+    println!();
+    println!("3-member ensemble on the local kind cluster (4 nodes), ZooKeeper 3.9.4, {rounds} rounds each, alternating; median (min-max) in seconds");
+    println!(
+        "| approach                               | apply -> 3 members serving | pod deleted -> member serving again |"
+    );
+    println!(
+        "|----------------------------------------|----------------------------|-------------------------------------|"
+    );
+    for (name, start, restart) in &rows {
+        println!("| {name:<38} | {:<26} | {:<35} |", summary(start), summary(restart));
+    }
+    println!("| floor: bare JVMs, no Kubernetes (notes) | 2.1                        | 0.5 (leader killed, new election)   |");
+    println!(
+        "operator's own Available condition became True after: {} s",
+        summary(&available_condition)
+    );
+    println!(
+        "ratio apply->serving operator / StatefulSet (medians): {:.2} (goal: at most 0.5)",
+        median(&rows[0].1) / median(&rows[1].1)
+    );
+    println!("command: make bench   (cargo bench -p e2e --bench operator -- {rounds})");
+}
+
+async fn operator_round(client: &kube::Client, round: usize) -> (f64, f64, f64) {
+    let ns = TestNamespace::new(client, &format!("bench-operator-{round}")).await;
+    let started = Instant::now();
+    ns.create_cluster(
+        "zk",
+        json!({
+            "replicas": 3,
+            "resources": {"requests": {"cpu": "50m", "memory": "512Mi"}, "limits": {"memory": "512Mi"}},
+            "storage": {"size": "256Mi", "retention": {"whenDeleted": "Delete"}},
+        }),
+    )
+    .await
+    .unwrap();
+    let mut condition = None;
+    loop {
+        if condition.is_none()
+            && ns
+                .clusters()
+                .get("zk")
+                .await
+                .ok()
+                .is_some_and(|zk| common::condition(&zk, "Available").is_some_and(|c| c.status == "True"))
+        {
+            condition = Some(started.elapsed().as_secs_f64());
+        }
+        if all_serving(&ns, "zk") {
+            break;
+        }
+        assert!(started.elapsed() < TIMEOUT, "operator cluster never served");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let start = started.elapsed().as_secs_f64();
+    let condition = match condition {
+        Some(c) => c,
+        None => {
+            ns.wait_available("zk", TIMEOUT).await;
+            started.elapsed().as_secs_f64()
+        }
+    };
+    let restart = delete_and_time_return(&ns, "zk-0").await;
+    (start, restart, condition)
+}
+
+async fn statefulset_round(client: &kube::Client, round: usize) -> (f64, f64) {
+    let ns = TestNamespace::new(client, &format!("bench-statefulset-{round}")).await;
+    let domain = format!("seed.{}.svc.cluster.local", ns.name);
+    let servers: String = (0..3)
+        .map(|i| format!("server.{}=seed-{i}.{domain}:2888:3888\n", i + 1))
+        .collect();
+    let zoo_cfg = format!(
+        "tickTime=2000\ninitLimit=10\nsyncLimit=5\ndataDir=/data/zookeeper\nclientPort=2181\n\
+         4lw.commands.whitelist=srvr,mntr,ruok\nadmin.enableServer=false\n{servers}"
+    );
+    let manifests = json!([
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "seed"}, "data": {"zoo.cfg": zoo_cfg}},
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "seed"},
+         "spec": {"clusterIP": "None", "selector": {"app": "seed"},
+                  "ports": [{"name": "client", "port": 2181}, {"name": "quorum", "port": 2888}, {"name": "election", "port": 3888}]}},
+        {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "seed"},
+         "spec": {
+            "replicas": 3, "serviceName": "seed", "podManagementPolicy": "OrderedReady",
+            "selector": {"matchLabels": {"app": "seed"}},
+            "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Delete", "whenScaled": "Delete"},
+            "template": {
+                "metadata": {"labels": {"app": "seed"}},
+                "spec": {
+                    "securityContext": {"runAsNonRoot": true, "runAsUser": 1000, "fsGroup": 1000, "seccompProfile": {"type": "RuntimeDefault"}},
+                    "containers": [{
+                        "name": "zookeeper", "image": "zkop/zookeeper:3.9.4", "imagePullPolicy": "IfNotPresent",
+                        "command": ["sh", "-c", "mkdir -p /data/zookeeper && echo $((${HOSTNAME##*-} + 1)) > /data/zookeeper/myid && exec java -Xmx256m -cp '/opt/zookeeper/lib/*:/opt/zookeeper/conf' org.apache.zookeeper.server.quorum.QuorumPeerMain /conf/zoo.cfg"],
+                        "resources": {"requests": {"cpu": "50m", "memory": "512Mi"}, "limits": {"memory": "512Mi"}},
+                        "readinessProbe": {"exec": {"command": ["zk-agent", "probe", "live"]}, "periodSeconds": 5, "timeoutSeconds": 5},
+                        "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}},
+                        "volumeMounts": [{"name": "data", "mountPath": "/data"}, {"name": "conf", "mountPath": "/conf"}],
+                    }],
+                    "volumes": [{"name": "conf", "configMap": {"name": "seed"}}],
+                },
+            },
+            "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "256Mi"}}}}],
+         }},
+    ]);
+    let started = Instant::now();
+    for manifest in manifests.as_array().unwrap() {
+        let object: kube::api::DynamicObject = serde_json::from_value(manifest.clone()).unwrap();
+        let (ok, out) = ns.kubectl_stdin(&["apply", "-f", "-"], &serde_json::to_string(&object).unwrap());
+        assert!(ok, "{out}");
+    }
+    while !all_serving(&ns, "seed") {
+        assert!(started.elapsed() < TIMEOUT, "seed StatefulSet never served");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let start = started.elapsed().as_secs_f64();
+    let restart = delete_and_time_return(&ns, "seed-0").await;
+    (start, restart)
+}
+
+/// Deletes the pod and times until its successor serves in the quorum.
+async fn delete_and_time_return(ns: &TestNamespace, pod: &str) -> f64 {
+    let pods: Api<Pod> = ns.api();
+    let old = pods.get(pod).await.unwrap().uid();
+    let started = Instant::now();
+    pods.delete(pod, &DeleteParams::default()).await.unwrap();
+    loop {
+        let current = pods.get_opt(pod).await.unwrap().and_then(|p| p.uid());
+        if current.is_some() && current != old && serving(ns, pod) {
+            return started.elapsed().as_secs_f64();
+        }
+        assert!(started.elapsed() < TIMEOUT, "{pod} never came back");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+fn all_serving(ns: &TestNamespace, statefulset: &str) -> bool {
+    let handles: Vec<_> = (0..3)
+        .map(|i| {
+            let ns_name = ns.name.clone();
+            let pod = format!("{statefulset}-{i}");
+            std::thread::spawn(move || serving_in(&ns_name, &pod))
+        })
+        .collect();
+    handles.into_iter().all(|h| h.join().unwrap_or(false))
+}
+
+fn serving(ns: &TestNamespace, pod: &str) -> bool {
+    serving_in(&ns.name, pod)
+}
+
+fn serving_in(namespace: &str, pod: &str) -> bool {
+    Command::new("kubectl")
+        .args(["-n", namespace, "exec", pod, "--", "zk-agent", "probe", "ready"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn median(samples: &[f64]) -> f64 {
+    let mut s = samples.to_vec();
+    s.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    if s.len() % 2 == 1 {
+        s[s.len() / 2]
+    } else {
+        (s[s.len() / 2 - 1] + s[s.len() / 2]) / 2.0
+    }
+}
+
+fn summary(samples: &[f64]) -> String {
+    let min = samples.iter().cloned().fold(f64::INFINITY, f64::min);
+    let max = samples.iter().cloned().fold(0.0, f64::max);
+    format!("{:.1} ({min:.1}-{max:.1})", median(samples))
+}
