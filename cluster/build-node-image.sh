@@ -101,7 +101,7 @@ log "preloading images into the node's containerd"
 cid=$(docker run -d --privileged --entrypoint /bin/bash -v "$work/preload.tar:/preload.tar:ro" "$NODE_IMAGE-stage" -c '
   containerd >/tmp/containerd.log 2>&1 &
   for i in $(seq 1 60); do ctr version >/dev/null 2>&1 && break; sleep 0.5; done
-  ctr -n k8s.io images import --no-unpack --all-platforms --digests /preload.tar
+  ctr -n k8s.io images import --no-unpack --all-platforms /preload.tar
   rc=$?
   ctr -n k8s.io images ls -q
   kill %1; wait

@@ -54,7 +54,7 @@ if [[ $node_image != "$NODE_IMAGE_UPSTREAM" ]]; then
     log "CoreDNS: serving cluster names only"
     sed -e '/^ *forward \. /,/^ *}/d' -e '/^ *loop$/d' <<<"$corefile" >"$CACHE/Corefile.$$"
     kubectl --context "$ctx" -n kube-system create configmap coredns --from-file=Corefile="$CACHE/Corefile.$$" \
-      --dry-run=client -o yaml | kubectl --context "$ctx" apply -f - >/dev/null
+      --dry-run=client -o yaml | kubectl --context "$ctx" replace -f - >/dev/null
     rm -f "$CACHE/Corefile.$$"
     kubectl --context "$ctx" -n kube-system rollout restart deployment/coredns >/dev/null
   fi
