@@ -71,6 +71,7 @@ printf 'FROM debian:%s-slim\nRUN echo %s >/built-locally\n' "$DEBIAN_SUITE" "$st
 check "docker build of the test image" docker build -q -t "$IMAGE" "$ctxdir"
 rm -rf "$ctxdir"
 check "kind load docker-image $IMAGE" kind load docker-image --name "$CLUSTER_NAME" "$IMAGE"
+docker rmi "$IMAGE" >/dev/null  # the nodes have it now; each run builds a new one
 pod loaded "" 'cat /built-locally; sleep infinity'
 check "pod from the loaded image runs (imagePullPolicy Never)" ready pod/loaded
 check "it is the image built just now" test "$(ex loaded cat /built-locally 2>/dev/null)" = "$stamp"
