@@ -61,6 +61,7 @@ if [[ $node_image != "$NODE_IMAGE_UPSTREAM" ]]; then
 fi
 kubectl --context "$ctx" wait nodes --all --for=condition=Ready --timeout=180s
 kubectl --context "$ctx" -n kube-system rollout status deployment/coredns --timeout=180s
+kubectl --context "$ctx" -n local-path-storage rollout status deployment/local-path-provisioner --timeout=120s
 # node images of older inputs that the previous cluster still used
 docker images zk-on-k8s/kind-node --format '{{.Repository}}:{{.Tag}}' | grep -vxF "$node_image" |
   xargs -r docker rmi >/dev/null 2>&1 || true
