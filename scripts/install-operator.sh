@@ -3,10 +3,15 @@
 # upgrades) the operator with Helm into namespace zkop-system (Pod Security: restricted).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-version=${ZOOKEEPER_VERSION:-3.9.4}
-"$root/image/build.sh" "$version" "zkop/zookeeper:$version"
+# Every ZooKeeper version the tests use: the default, and the one upgrades start from.
+versions=${ZOOKEEPER_VERSIONS:-3.9.4 3.8.3}
+images=()
+for version in $versions; do
+  "$root/image/build.sh" "$version" "zkop/zookeeper:$version"
+  images+=("zkop/zookeeper:$version")
+done
 operator_image=$("$root/image/build-operator.sh" zkop/zookeeper-operator | tail -1)
-"$root/cluster/load-image.sh" "zkop/zookeeper:$version" "$operator_image"
+"$root/cluster/load-image.sh" "${images[@]}" "$operator_image"
 kubectl create namespace zkop-system --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 kubectl label namespace zkop-system --overwrite pod-security.kubernetes.io/enforce=restricted >/dev/null
 # Helm installs crds/ only on first install; apply the generated CRD so upgrades get it too.

@@ -256,8 +256,20 @@ async fn configuration_change_reaches_every_member() {
         },
     )
     .await;
-    let zk = ns.wait_available("zk", AVAILABLE).await;
-    assert_eq!(condition(&zk, "Progressing").map(|c| c.status.as_str()), Some("False"));
+    ns.wait_available("zk", AVAILABLE).await;
+    let clusters = ns.clusters();
+    wait_for(
+        Duration::from_secs(120),
+        "the rollout to finish (Progressing False)",
+        || async {
+            clusters.get("zk").await.ok().is_some_and(|zk| {
+                common::fully_available(&zk)
+                    && condition(&zk, "Progressing").is_some_and(|c| c.status == "False")
+                    && zk.status.as_ref().is_some_and(|s| s.operation.is_none())
+            })
+        },
+    )
+    .await;
     let out = ns.zkcli("zk-2", &["get", "/before"]);
     assert!(
         out.lines().any(|l| l == "change"),

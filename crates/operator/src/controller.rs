@@ -83,7 +83,7 @@ pub async fn reconcile(zk: Arc<ZooKeeperCluster>, ctx: Arc<Context>) -> Result<A
     let existing_cm = config_maps.get_opt(&names.config_map()).await?;
     let admin_password = ensure_admin_secret(client, &zk, &names).await?;
 
-    let observed = observe(client, &names, existing_sts.as_ref(), &zk).await?;
+    let observed = observe(client, &names, existing_sts.as_ref()).await?;
     let available = status::available(&zk, &observed);
     let recorded_state = existing_cm
         .as_ref()
@@ -321,12 +321,7 @@ where
 }
 
 /// Pods of the cluster and what each one's `srvr` says.
-async fn observe(
-    client: &Client,
-    names: &Names,
-    statefulset: Option<&StatefulSet>,
-    zk: &ZooKeeperCluster,
-) -> Result<Observed, Error> {
+async fn observe(client: &Client, names: &Names, statefulset: Option<&StatefulSet>) -> Result<Observed, Error> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), &names.namespace);
     let list = pods
         .list(&ListParams::default().labels(&names.label_selector()))
@@ -376,9 +371,10 @@ async fn observe(
             replicas: s.replicas,
             ready_replicas: s.ready_replicas.unwrap_or(0),
             updated_replicas: s.updated_replicas.unwrap_or(0),
+            // With OnDelete the StatefulSet controller never advances currentRevision, so
+            // "rolled out" is every pod on the update revision.
             rolled_out: generation_seen
-                && s.current_revision == s.update_revision
-                && s.updated_replicas.unwrap_or(0) == zk.spec.replicas,
+                && s.updated_replicas.unwrap_or(0) == sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0),
         }
     });
     Ok(Observed { statefulset, members })

@@ -2,7 +2,9 @@
 //! (`make e2e` does both).
 #![allow(dead_code)]
 
-use k8s_openapi::api::core::v1::Namespace;
+pub mod workload;
+
+use k8s_openapi::api::core::v1::{Namespace, Node, Service};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::Client;
 use std::process::Command;
@@ -120,6 +122,37 @@ impl TestNamespace {
             String::from_utf8_lossy(&output.stderr)
         );
         (output.status.success(), text)
+    }
+
+    /// A NodePort Service in front of the cluster's serving members, and the connect string
+    /// through every node: how a client outside the cluster reaches the ensemble.
+    pub async fn node_port_connect_string(&self, cluster: &str) -> String {
+        let service: Service = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": format!("{cluster}-e2e-clients")},
+            "spec": {
+                "type": "NodePort",
+                "selector": {"app.kubernetes.io/name": "zookeeper", "app.kubernetes.io/instance": cluster},
+                "ports": [{"name": "client", "port": 2181, "targetPort": "client"}],
+            },
+        }))
+        .unwrap();
+        let created = self
+            .api::<Service>()
+            .create(&PostParams::default(), &service)
+            .await
+            .unwrap();
+        let port = created.spec.unwrap().ports.unwrap()[0].node_port.unwrap();
+        let nodes: Api<Node> = Api::all(self.client.clone());
+        let addresses: Vec<String> = nodes
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter_map(|n| n.status?.addresses?.into_iter().find(|a| a.type_ == "InternalIP"))
+            .map(|a| format!("{}:{port}", a.address))
+            .collect();
+        addresses.join(",")
     }
 
     /// The seed's way in: `kubectl exec POD -- /opt/zookeeper/bin/zkCli.sh ARGS`.

@@ -1,0 +1,139 @@
+//! A client workload through a NodePort Service in front of the ensemble's pods (the way an
+//! application outside the cluster would reach it): sequential writes, each acknowledgement
+//! recorded with its zxid, then every acknowledged write read back.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use zookeeper_client::{Acls, Client, CreateMode, Error};
+
+pub struct Workload {
+    stop: Arc<AtomicBool>,
+    handle: tokio::task::JoinHandle<Report>,
+    connect: String,
+}
+
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Sequence numbers acknowledged, with the zxid of each write.
+    pub acked: Vec<(u64, i64)>,
+    /// Largest time between two successful writes.
+    pub largest_gap: Duration,
+    pub sessions_expired: u32,
+    pub failed_attempts: u32,
+    pub duration: Duration,
+}
+
+impl Report {
+    /// Leader elections during the run: each new leader starts a new epoch, the high 32 bits of zxids.
+    pub fn elections(&self) -> i64 {
+        match (self.acked.first(), self.acked.last()) {
+            (Some((_, first)), Some((_, last))) => (last >> 32) - (first >> 32),
+            _ => 0,
+        }
+    }
+}
+
+const ROOT: &str = "/workload";
+const PAUSE: Duration = Duration::from_millis(20);
+
+async fn connect(connect: &str) -> Client {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let attempt = Client::connector()
+            .with_session_timeout(Duration::from_secs(10))
+            .connect(connect);
+        match tokio::time::timeout(Duration::from_secs(10), attempt).await {
+            Ok(Ok(client)) => return client,
+            _ if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(200)).await,
+            _ => panic!("workload cannot connect to {connect}"),
+        }
+    }
+}
+
+impl Workload {
+    pub async fn start(connect_string: &str) -> Workload {
+        let client = connect(connect_string).await;
+        let options = CreateMode::Persistent.with_acls(Acls::anyone_all());
+        match client.create(ROOT, b"", &options).await {
+            Ok(_) | Err(Error::NodeExists) => {}
+            Err(e) => panic!("creating {ROOT}: {e}"),
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let target = connect_string.to_string();
+        let handle = tokio::spawn(async move {
+            let mut client = client;
+            let mut report = Report::default();
+            let started = Instant::now();
+            let mut last_ack = Instant::now();
+            let mut seq = 0u64;
+            let options = CreateMode::Persistent.with_acls(Acls::anyone_all());
+            while !flag.load(Ordering::Relaxed) {
+                let path = format!("{ROOT}/w-{seq:08}");
+                let write = client.create(&path, seq.to_string().as_bytes(), &options);
+                let zxid = match tokio::time::timeout(Duration::from_secs(5), write).await {
+                    Ok(Ok((stat, _))) => Some(stat.mzxid),
+                    // A retried write that had in fact been applied before the connection dropped.
+                    Ok(Err(Error::NodeExists)) => {
+                        tokio::time::timeout(Duration::from_secs(5), client.check_stat(&path))
+                            .await
+                            .ok()
+                            .and_then(|r| r.ok().flatten())
+                            .map(|s| s.mzxid)
+                    }
+                    Ok(Err(Error::SessionExpired)) | Ok(Err(Error::ClientClosed)) => {
+                        report.sessions_expired += 1;
+                        client = connect(&target).await;
+                        None
+                    }
+                    _ => None,
+                };
+                match zxid {
+                    Some(zxid) => {
+                        report.largest_gap = report.largest_gap.max(last_ack.elapsed());
+                        last_ack = Instant::now();
+                        report.acked.push((seq, zxid));
+                        seq += 1;
+                        tokio::time::sleep(PAUSE).await;
+                    }
+                    None => {
+                        report.failed_attempts += 1;
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+            report.duration = started.elapsed();
+            report
+        });
+        Workload {
+            stop,
+            handle,
+            connect: connect_string.to_string(),
+        }
+    }
+
+    /// Stops writing and returns the report with the acknowledged writes that cannot be read back.
+    pub async fn finish(self) -> (Report, Vec<u64>) {
+        self.stop.store(true, Ordering::Relaxed);
+        let report = self.handle.await.expect("workload task");
+        let client = connect(&self.connect).await;
+        let limit = Duration::from_secs(30);
+        tokio::time::timeout(limit, client.sync(ROOT))
+            .await
+            .expect("sync timed out")
+            .expect("sync before reading back");
+        let (children, _) = tokio::time::timeout(limit, client.get_children(ROOT))
+            .await
+            .expect("listing timed out")
+            .expect("listing acknowledged writes");
+        let present: std::collections::HashSet<String> = children.into_iter().collect();
+        let missing = report
+            .acked
+            .iter()
+            .map(|(seq, _)| *seq)
+            .filter(|seq| !present.contains(&format!("w-{seq:08}")))
+            .collect();
+        (report, missing)
+    }
+}

@@ -1,0 +1,310 @@
+//! Day-2 operations on a real cluster, each with a client workload writing throughout:
+//! afterwards every acknowledged write is present, and where the ensemble kept its quorum no
+//! client session expired.
+
+mod common;
+
+use common::workload::{Report, Workload};
+use common::{client, condition, wait_for, TestNamespace};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::ResourceExt;
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::time::Duration;
+use zkop_api::ZooKeeperCluster;
+
+const SETTLE: Duration = Duration::from_secs(420);
+
+fn spec(replicas: i32, version: &str) -> serde_json::Value {
+    json!({
+        "replicas": replicas,
+        "version": version,
+        "resources": {"requests": {"cpu": "50m", "memory": "512Mi"}, "limits": {"memory": "512Mi"}},
+        "storage": {"size": "256Mi"},
+    })
+}
+
+/// Waits until the cluster has `replicas` members, all serving, every pod on the current
+/// template, and no operation in progress.
+async fn wait_settled(ns: &TestNamespace, name: &str, replicas: i32) -> ZooKeeperCluster {
+    let clusters = ns.clusters();
+    wait_for(
+        SETTLE,
+        &format!("{name} to settle at {replicas} serving members"),
+        || async {
+            clusters.get(name).await.ok().is_some_and(|zk| {
+                let status = zk.status.clone().unwrap_or_default();
+                common::fully_available(&zk)
+                    && status.members.len() == replicas as usize
+                    && status.members.iter().all(|m| m.ready)
+                    && status.operation.is_none()
+                    && condition(&zk, "Progressing").is_some_and(|c| c.status == "False")
+            })
+        },
+    )
+    .await;
+    clusters.get(name).await.unwrap()
+}
+
+fn print(operation: &str, report: &Report) {
+    eprintln!(
+        "{operation}: {} writes acknowledged in {:.1}s, largest stall {:.2}s, {} elections, {} sessions expired, {} failed attempts",
+        report.acked.len(),
+        report.duration.as_secs_f64(),
+        report.largest_gap.as_secs_f64(),
+        report.elections(),
+        report.sessions_expired,
+        report.failed_attempts
+    );
+}
+
+fn assert_no_loss(operation: &str, report: &Report, missing: &[u64], kept_quorum: bool) {
+    print(operation, report);
+    assert!(
+        report.acked.len() > 50,
+        "{operation}: the workload barely wrote ({} writes)",
+        report.acked.len()
+    );
+    assert!(missing.is_empty(), "{operation}: acknowledged writes lost: {missing:?}");
+    if kept_quorum {
+        assert_eq!(
+            report.sessions_expired, 0,
+            "{operation}: a client session expired although quorum was kept"
+        );
+    }
+}
+
+async fn pod_uids(ns: &TestNamespace, cluster: &str) -> BTreeMap<String, String> {
+    let pods: Api<Pod> = ns.api();
+    let selector = format!("app.kubernetes.io/instance={cluster}");
+    pods.list(&ListParams::default().labels(&selector))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|p| (p.name_any(), p.uid().unwrap_or_default()))
+        .collect()
+}
+
+/// A restart on request: one member at a time, followers first, the leader last.
+#[tokio::test]
+async fn rolling_restart_on_request_restarts_the_leader_last() {
+    let client = client().await;
+    let ns = TestNamespace::new(&client, "e2e-restart-request").await;
+    ns.create_cluster("zk", spec(3, "3.9.4")).await.unwrap();
+    let before = wait_settled(&ns, "zk", 3).await;
+    let leader = before.status.unwrap().leader.unwrap();
+    let uids = pod_uids(&ns, "zk").await;
+    let workload = Workload::start(&ns.node_port_connect_string("zk").await).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let annotation = json!({"metadata": {"annotations": {zkop_api::RESTART_ANNOTATION: "e2e-1"}}});
+    ns.clusters()
+        .patch("zk", &PatchParams::default(), &Patch::Merge(annotation))
+        .await
+        .unwrap();
+    let mut restart_order: Vec<String> = Vec::new();
+    let started = std::time::Instant::now();
+    while restart_order.len() < 3 {
+        for (name, uid) in pod_uids(&ns, "zk").await {
+            if uids.get(&name) != Some(&uid) && !restart_order.contains(&name) {
+                restart_order.push(name);
+            }
+        }
+        assert!(
+            started.elapsed() < SETTLE,
+            "not every member was restarted: {restart_order:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    wait_settled(&ns, "zk", 3).await;
+    let (report, missing) = workload.finish().await;
+    assert_no_loss("rolling restart", &report, &missing, true);
+    assert_eq!(
+        restart_order.last(),
+        Some(&leader),
+        "the leader ({leader}) goes last; order was {restart_order:?}"
+    );
+}
+
+/// Scaling 3 -> 5 -> 3 by dynamic reconfiguration, one member at a time.
+#[tokio::test]
+async fn scaling_three_to_five_and_back_keeps_every_write() {
+    let client = client().await;
+    let ns = TestNamespace::new(&client, "e2e-scale").await;
+    ns.create_cluster("zk", spec(3, "3.9.4")).await.unwrap();
+    wait_settled(&ns, "zk", 3).await;
+    let workload = Workload::start(&ns.node_port_connect_string("zk").await).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    ns.patch_spec("zk", json!({"replicas": 5})).await.unwrap();
+    let five = wait_settled(&ns, "zk", 5).await;
+    let roles: Vec<String> = five.status.unwrap().members.iter().map(|m| m.role.clone()).collect();
+    assert_eq!(roles.iter().filter(|r| *r == "leader").count(), 1, "{roles:?}");
+    assert_eq!(
+        roles.iter().filter(|r| *r == "follower").count(),
+        4,
+        "all five vote: {roles:?}"
+    );
+
+    ns.patch_spec("zk", json!({"replicas": 3})).await.unwrap();
+    wait_settled(&ns, "zk", 3).await;
+    let (report, missing) = workload.finish().await;
+    assert_no_loss("scale 3-5-3", &report, &missing, true);
+
+    let claims: Api<PersistentVolumeClaim> = ns.api();
+    wait_for(
+        Duration::from_secs(120),
+        "volumes of removed members to be deleted (whenScaled: Delete)",
+        || async {
+            claims.get_opt("data-zk-3").await.unwrap().is_none() && claims.get_opt("data-zk-4").await.unwrap().is_none()
+        },
+    )
+    .await;
+    let (ok, config) = ns.kubectl(&["exec", "zk-0", "--", "/opt/zookeeper/bin/zkCli.sh", "config"]);
+    assert!(
+        ok && config.contains("server.3=") && !config.contains("server.4=") && !config.contains("server.5="),
+        "{config}"
+    );
+}
+
+/// A member whose volume is deleted with its pod comes back empty, syncs before voting, rejoins.
+#[tokio::test]
+async fn lost_disk_member_resyncs_and_rejoins() {
+    let client = client().await;
+    let ns = TestNamespace::new(&client, "e2e-lost-disk").await;
+    ns.create_cluster("zk", spec(3, "3.9.4")).await.unwrap();
+    wait_settled(&ns, "zk", 3).await;
+    let workload = Workload::start(&ns.node_port_connect_string("zk").await).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let claims: Api<PersistentVolumeClaim> = ns.api();
+    let pods: Api<Pod> = ns.api();
+    let old_volume = claims.get("data-zk-1").await.unwrap().spec.unwrap().volume_name;
+    claims.delete("data-zk-1", &DeleteParams::default()).await.unwrap();
+    pods.delete("zk-1", &DeleteParams::default()).await.unwrap();
+    wait_for(
+        Duration::from_secs(180),
+        "zk-1 to come back on a new volume",
+        || async {
+            claims
+                .get_opt("data-zk-1")
+                .await
+                .unwrap()
+                .and_then(|c| c.spec)
+                .is_some_and(|s| s.volume_name.is_some() && s.volume_name != old_volume)
+        },
+    )
+    .await;
+    wait_settled(&ns, "zk", 3).await;
+    let (report, missing) = workload.finish().await;
+    assert_no_loss("lost disk", &report, &missing, true);
+    let (_, log) = ns.kubectl(&["logs", "zk-1"]);
+    assert!(
+        log.contains("will not vote until it has synced"),
+        "the empty member must start guarded:\n{log}"
+    );
+    let out = ns.zkcli("zk-1", &["ls", "/workload"]);
+    assert!(out.contains("w-00000000"), "zk-1 serves the data it synced: {out}");
+}
+
+/// Two of three pods deleted at once: quorum is lost, and the ensemble recovers by itself.
+#[tokio::test]
+async fn quorum_loss_recovers_by_itself() {
+    let client = client().await;
+    let ns = TestNamespace::new(&client, "e2e-quorum-loss").await;
+    ns.create_cluster("zk", spec(3, "3.9.4")).await.unwrap();
+    wait_settled(&ns, "zk", 3).await;
+    let workload = Workload::start(&ns.node_port_connect_string("zk").await).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let pods: Api<Pod> = ns.api();
+    pods.delete("zk-0", &DeleteParams::default()).await.unwrap();
+    pods.delete("zk-1", &DeleteParams::default()).await.unwrap();
+    wait_settled(&ns, "zk", 3).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (report, missing) = workload.finish().await;
+    assert_no_loss("quorum loss", &report, &missing, false);
+}
+
+/// ZooKeeper 3.8.3 to 3.9.4, one member at a time, the leader last.
+#[tokio::test]
+async fn version_upgrade_from_3_8_to_3_9() {
+    let client = client().await;
+    let ns = TestNamespace::new(&client, "e2e-upgrade").await;
+    ns.create_cluster("zk", spec(3, "3.8.3")).await.unwrap();
+    let before = wait_settled(&ns, "zk", 3).await;
+    let leader = before.status.unwrap().leader.unwrap();
+    let workload = Workload::start(&ns.node_port_connect_string("zk").await).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    ns.patch_spec("zk", json!({"version": "3.9.4"})).await.unwrap();
+    let pods: Api<Pod> = ns.api();
+    wait_for(SETTLE, "every member to run 3.9.4", || async {
+        let list = pods
+            .list(&ListParams::default().labels("app.kubernetes.io/instance=zk"))
+            .await
+            .unwrap()
+            .items;
+        list.len() == 3
+            && list.iter().all(|p| {
+                p.spec
+                    .as_ref()
+                    .is_some_and(|s| s.containers[0].image.as_deref() == Some("zkop/zookeeper:3.9.4"))
+            })
+    })
+    .await;
+    wait_settled(&ns, "zk", 3).await;
+    let (report, missing) = workload.finish().await;
+    assert_no_loss("upgrade 3.8.3 to 3.9.4", &report, &missing, true);
+    let newest = pods
+        .list(&ListParams::default().labels("app.kubernetes.io/instance=zk"))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .max_by_key(|p| p.metadata.creation_timestamp.clone().map(|t| t.0))
+        .unwrap();
+    assert_eq!(newest.name_any(), leader, "the leader is upgraded last");
+    let out = ns.zkcli("zk-0", &["version"]);
+    assert!(out.contains("3.9.4"), "{out}");
+}
+
+/// The operator restarted in the middle of a scale-up resumes from what the cluster shows.
+#[tokio::test]
+async fn operator_restart_during_scale_up_resumes() {
+    let client = client().await;
+    let ns = TestNamespace::new(&client, "e2e-scale-restart").await;
+    ns.create_cluster("zk", spec(3, "3.9.4")).await.unwrap();
+    wait_settled(&ns, "zk", 3).await;
+    ns.patch_spec("zk", json!({"replicas": 5})).await.unwrap();
+    let clusters = ns.clusters();
+    wait_for(Duration::from_secs(120), "the scale-up to start", || async {
+        clusters
+            .get("zk")
+            .await
+            .ok()
+            .and_then(|zk| zk.status)
+            .is_some_and(|s| s.operation.as_deref() == Some("ScaleUp"))
+    })
+    .await;
+    let operator_pods: Api<Pod> = Api::namespaced(client.clone(), "zkop-system");
+    operator_pods
+        .delete_collection(
+            &DeleteParams::default(),
+            &ListParams::default().labels("app.kubernetes.io/name=zookeeper-operator"),
+        )
+        .await
+        .unwrap();
+    let five = wait_settled(&ns, "zk", 5).await;
+    assert_eq!(
+        five.status
+            .unwrap()
+            .members
+            .iter()
+            .filter(|m| m.role == "follower")
+            .count(),
+        4
+    );
+}
