@@ -7,6 +7,7 @@
 #   make demo          the main job: local cluster, operator, a 3-member ensemble, the seed's test
 #   make e2e           end-to-end tests of the operator on the local cluster
 #   make bench         benchmark: operator vs a plain StatefulSet, on the local cluster
+#   make bench-day2    benchmark: write stalls during day-2 operations, on the local cluster
 #   make cluster       local kind cluster (see cluster/cluster.mk)
 
 ZOOKEEPER_VERSION ?= 3.9.4
@@ -16,7 +17,7 @@ IMAGE ?= $(IMAGE_REPO):$(ZOOKEEPER_VERSION)
 
 export ZK_TEST_ZOOKEEPER_HOME := $(CURDIR)/build/zookeeper-$(ZOOKEEPER_VERSION)
 
-.PHONY: all build lint test test-rust test-image image images zookeeper-dist bench-agent clean crd check-crd install demo e2e bench
+.PHONY: all build lint test test-rust test-image image images zookeeper-dist bench-agent clean crd check-crd install demo e2e bench bench-day2
 
 all: build
 
@@ -50,11 +51,15 @@ install: cluster docker
 demo: install
 	scripts/demo.sh
 
+# One test at a time: each runs a whole ensemble on a two-core machine.
 e2e: install
-	cargo test -p e2e --test operator -- --test-threads=1
+	cargo test -p e2e -- --test-threads=1
 
 bench: install
 	cargo bench -p e2e --bench operator
+
+bench-day2: install
+	cargo bench -p e2e --bench day2
 
 image: docker
 	image/build.sh $(ZOOKEEPER_VERSION) $(IMAGE)

@@ -5,16 +5,14 @@
 mod common;
 
 use common::workload::{Report, Workload};
-use common::{client, condition, wait_for, TestNamespace};
+use common::{client, wait_for, TestNamespace};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::ResourceExt;
 use serde_json::json;
-use std::collections::BTreeMap;
 use std::time::Duration;
-use zkop_api::ZooKeeperCluster;
 
-const SETTLE: Duration = Duration::from_secs(420);
+const SETTLE: Duration = common::SETTLE;
 
 fn spec(replicas: i32, version: &str) -> serde_json::Value {
     json!({
@@ -23,28 +21,6 @@ fn spec(replicas: i32, version: &str) -> serde_json::Value {
         "resources": {"requests": {"cpu": "50m", "memory": "512Mi"}, "limits": {"memory": "512Mi"}},
         "storage": {"size": "256Mi"},
     })
-}
-
-/// Waits until the cluster has `replicas` members, all serving, every pod on the current
-/// template, and no operation in progress.
-async fn wait_settled(ns: &TestNamespace, name: &str, replicas: i32) -> ZooKeeperCluster {
-    let clusters = ns.clusters();
-    wait_for(
-        SETTLE,
-        &format!("{name} to settle at {replicas} serving members"),
-        || async {
-            clusters.get(name).await.ok().is_some_and(|zk| {
-                let status = zk.status.clone().unwrap_or_default();
-                common::fully_available(&zk)
-                    && status.members.len() == replicas as usize
-                    && status.members.iter().all(|m| m.ready)
-                    && status.operation.is_none()
-                    && condition(&zk, "Progressing").is_some_and(|c| c.status == "False")
-            })
-        },
-    )
-    .await;
-    clusters.get(name).await.unwrap()
 }
 
 fn print(operation: &str, report: &Report) {
@@ -75,27 +51,15 @@ fn assert_no_loss(operation: &str, report: &Report, missing: &[u64], kept_quorum
     }
 }
 
-async fn pod_uids(ns: &TestNamespace, cluster: &str) -> BTreeMap<String, String> {
-    let pods: Api<Pod> = ns.api();
-    let selector = format!("app.kubernetes.io/instance={cluster}");
-    pods.list(&ListParams::default().labels(&selector))
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .map(|p| (p.name_any(), p.uid().unwrap_or_default()))
-        .collect()
-}
-
 /// A restart on request: one member at a time, followers first, the leader last.
 #[tokio::test]
 async fn rolling_restart_on_request_restarts_the_leader_last() {
     let client = client().await;
     let ns = TestNamespace::new(&client, "e2e-restart-request").await;
     ns.create_cluster("zk", spec(3, "3.9.4")).await.unwrap();
-    let before = wait_settled(&ns, "zk", 3).await;
+    let before = ns.wait_settled("zk", 3).await;
     let leader = before.status.unwrap().leader.unwrap();
-    let uids = pod_uids(&ns, "zk").await;
+    let uids = ns.pod_uids("zk").await;
     let workload = Workload::start(&ns.node_port_connect_string("zk").await).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
 
@@ -107,7 +71,7 @@ async fn rolling_restart_on_request_restarts_the_leader_last() {
     let mut restart_order: Vec<String> = Vec::new();
     let started = std::time::Instant::now();
     while restart_order.len() < 3 {
-        for (name, uid) in pod_uids(&ns, "zk").await {
+        for (name, uid) in ns.pod_uids("zk").await {
             if uids.get(&name) != Some(&uid) && !restart_order.contains(&name) {
                 restart_order.push(name);
             }
@@ -118,7 +82,7 @@ async fn rolling_restart_on_request_restarts_the_leader_last() {
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    wait_settled(&ns, "zk", 3).await;
+    ns.wait_settled("zk", 3).await;
     let (report, missing) = workload.finish().await;
     assert_no_loss("rolling restart", &report, &missing, true);
     assert_eq!(
@@ -134,12 +98,12 @@ async fn scaling_three_to_five_and_back_keeps_every_write() {
     let client = client().await;
     let ns = TestNamespace::new(&client, "e2e-scale").await;
     ns.create_cluster("zk", spec(3, "3.9.4")).await.unwrap();
-    wait_settled(&ns, "zk", 3).await;
+    ns.wait_settled("zk", 3).await;
     let workload = Workload::start(&ns.node_port_connect_string("zk").await).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
 
     ns.patch_spec("zk", json!({"replicas": 5})).await.unwrap();
-    let five = wait_settled(&ns, "zk", 5).await;
+    let five = ns.wait_settled("zk", 5).await;
     let roles: Vec<String> = five.status.unwrap().members.iter().map(|m| m.role.clone()).collect();
     assert_eq!(roles.iter().filter(|r| *r == "leader").count(), 1, "{roles:?}");
     assert_eq!(
@@ -149,7 +113,7 @@ async fn scaling_three_to_five_and_back_keeps_every_write() {
     );
 
     ns.patch_spec("zk", json!({"replicas": 3})).await.unwrap();
-    wait_settled(&ns, "zk", 3).await;
+    ns.wait_settled("zk", 3).await;
     let (report, missing) = workload.finish().await;
     assert_no_loss("scale 3-5-3", &report, &missing, true);
 
@@ -175,7 +139,7 @@ async fn lost_disk_member_resyncs_and_rejoins() {
     let client = client().await;
     let ns = TestNamespace::new(&client, "e2e-lost-disk").await;
     ns.create_cluster("zk", spec(3, "3.9.4")).await.unwrap();
-    wait_settled(&ns, "zk", 3).await;
+    ns.wait_settled("zk", 3).await;
     let workload = Workload::start(&ns.node_port_connect_string("zk").await).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
 
@@ -197,7 +161,7 @@ async fn lost_disk_member_resyncs_and_rejoins() {
         },
     )
     .await;
-    wait_settled(&ns, "zk", 3).await;
+    ns.wait_settled("zk", 3).await;
     let (report, missing) = workload.finish().await;
     assert_no_loss("lost disk", &report, &missing, true);
     let (_, log) = ns.kubectl(&["logs", "zk-1"]);
@@ -215,14 +179,14 @@ async fn quorum_loss_recovers_by_itself() {
     let client = client().await;
     let ns = TestNamespace::new(&client, "e2e-quorum-loss").await;
     ns.create_cluster("zk", spec(3, "3.9.4")).await.unwrap();
-    wait_settled(&ns, "zk", 3).await;
+    ns.wait_settled("zk", 3).await;
     let workload = Workload::start(&ns.node_port_connect_string("zk").await).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
 
     let pods: Api<Pod> = ns.api();
     pods.delete("zk-0", &DeleteParams::default()).await.unwrap();
     pods.delete("zk-1", &DeleteParams::default()).await.unwrap();
-    wait_settled(&ns, "zk", 3).await;
+    ns.wait_settled("zk", 3).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (report, missing) = workload.finish().await;
     assert_no_loss("quorum loss", &report, &missing, false);
@@ -234,7 +198,7 @@ async fn version_upgrade_from_3_8_to_3_9() {
     let client = client().await;
     let ns = TestNamespace::new(&client, "e2e-upgrade").await;
     ns.create_cluster("zk", spec(3, "3.8.3")).await.unwrap();
-    let before = wait_settled(&ns, "zk", 3).await;
+    let before = ns.wait_settled("zk", 3).await;
     let leader = before.status.unwrap().leader.unwrap();
     let workload = Workload::start(&ns.node_port_connect_string("zk").await).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -255,7 +219,7 @@ async fn version_upgrade_from_3_8_to_3_9() {
             })
     })
     .await;
-    wait_settled(&ns, "zk", 3).await;
+    ns.wait_settled("zk", 3).await;
     let (report, missing) = workload.finish().await;
     assert_no_loss("upgrade 3.8.3 to 3.9.4", &report, &missing, true);
     let newest = pods
@@ -277,7 +241,7 @@ async fn operator_restart_during_scale_up_resumes() {
     let client = client().await;
     let ns = TestNamespace::new(&client, "e2e-scale-restart").await;
     ns.create_cluster("zk", spec(3, "3.9.4")).await.unwrap();
-    wait_settled(&ns, "zk", 3).await;
+    ns.wait_settled("zk", 3).await;
     ns.patch_spec("zk", json!({"replicas": 5})).await.unwrap();
     let clusters = ns.clusters();
     wait_for(Duration::from_secs(120), "the scale-up to start", || async {
@@ -297,7 +261,7 @@ async fn operator_restart_during_scale_up_resumes() {
         )
         .await
         .unwrap();
-    let five = wait_settled(&ns, "zk", 5).await;
+    let five = ns.wait_settled("zk", 5).await;
     assert_eq!(
         five.status
             .unwrap()

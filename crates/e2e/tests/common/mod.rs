@@ -11,6 +11,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 use zkop_api::ZooKeeperCluster;
 
+/// How long a day-2 operation may take to settle on the local cluster.
+pub const SETTLE: Duration = Duration::from_secs(420);
+
 pub async fn client() -> Client {
     Client::try_default()
         .await
@@ -88,6 +91,46 @@ impl TestNamespace {
         api.get(name).await.unwrap()
     }
 
+    /// Waits until the cluster has `replicas` members, all serving, every pod on the current
+    /// template, and no operation in progress.
+    pub async fn wait_settled(&self, name: &str, replicas: i32) -> ZooKeeperCluster {
+        let clusters = self.clusters();
+        wait_for(
+            SETTLE,
+            &format!("{name} to settle at {replicas} serving members"),
+            || async {
+                clusters.get(name).await.ok().is_some_and(|zk| {
+                    let status = zk.status.clone().unwrap_or_default();
+                    fully_available(&zk)
+                        && status.members.len() == replicas as usize
+                        && status.members.iter().all(|m| m.ready)
+                        && status.operation.is_none()
+                        && condition(&zk, "Progressing").is_some_and(|c| c.status == "False")
+                })
+            },
+        )
+        .await;
+        clusters.get(name).await.unwrap()
+    }
+
+    /// Pod name to UID of a cluster's members.
+    pub async fn pod_uids(&self, cluster: &str) -> std::collections::BTreeMap<String, String> {
+        let pods: Api<k8s_openapi::api::core::v1::Pod> = self.api();
+        let selector = format!("app.kubernetes.io/instance={cluster}");
+        pods.list(&kube::api::ListParams::default().labels(&selector))
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|p| {
+                (
+                    kube::ResourceExt::name_any(&p),
+                    kube::ResourceExt::uid(&p).unwrap_or_default(),
+                )
+            })
+            .collect()
+    }
+
     pub fn kubectl(&self, args: &[&str]) -> (bool, String) {
         let output = Command::new("kubectl")
             .arg("-n")
@@ -127,11 +170,17 @@ impl TestNamespace {
     /// A NodePort Service in front of the cluster's serving members, and the connect string
     /// through every node: how a client outside the cluster reaches the ensemble.
     pub async fn node_port_connect_string(&self, cluster: &str) -> String {
+        self.node_port_connect_string_for(cluster, "app.kubernetes.io/instance", cluster)
+            .await
+    }
+
+    /// The same for any pods labelled `key=value`.
+    pub async fn node_port_connect_string_for(&self, name: &str, key: &str, value: &str) -> String {
         let service: Service = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": format!("{cluster}-e2e-clients")},
+            "metadata": {"name": format!("{name}-e2e-clients")},
             "spec": {
                 "type": "NodePort",
-                "selector": {"app.kubernetes.io/name": "zookeeper", "app.kubernetes.io/instance": cluster},
+                "selector": {key: value},
                 "ports": [{"name": "client", "port": 2181, "targetPort": "client"}],
             },
         }))
