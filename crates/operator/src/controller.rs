@@ -18,6 +18,7 @@ use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use std::collections::BTreeSet;
 use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::Duration;
@@ -96,14 +97,16 @@ pub async fn reconcile(zk: Arc<ZooKeeperCluster>, ctx: Arc<Context>) -> Result<A
     let plan = match (&existing_sts, ensemble_state) {
         (Some(sts), EnsembleState::Existing) => {
             let voters = ensemble::voters(&observed, &admin_password).await;
+            let statefulset_replicas = sts
+                .spec
+                .as_ref()
+                .and_then(|s| s.replicas)
+                .and_then(|r| u32::try_from(r).ok())
+                .unwrap_or(0);
+            let leftover_volumes = leftover_volumes(client, &names, statefulset_replicas).await?;
             let view = ClusterView {
                 desired_replicas: u32::try_from(zk.spec.replicas).unwrap_or(1),
-                statefulset_replicas: sts
-                    .spec
-                    .as_ref()
-                    .and_then(|s| s.replicas)
-                    .and_then(|r| u32::try_from(r).ok())
-                    .unwrap_or(0),
+                statefulset_replicas,
                 members: observed
                     .members
                     .iter()
@@ -119,6 +122,7 @@ pub async fn reconcile(zk: Arc<ZooKeeperCluster>, ctx: Arc<Context>) -> Result<A
                     })
                     .collect(),
                 voters,
+                leftover_volumes,
             };
             let step = planner::plan(&view);
             Some((view, step))
@@ -260,6 +264,13 @@ async fn execute(
             )
             .await;
         }
+        Step::DeleteVolume { ordinal } => {
+            let claims: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &names.namespace);
+            let claim = names.claim(*ordinal);
+            claims.delete(&claim, &DeleteParams::default()).await?;
+            let note = format!("deleted {claim}, retained when member {ordinal} was removed: it is added again empty");
+            publish(ctx, zk, EventType::Normal, "DeletedStaleVolume", note).await;
+        }
         Step::Wait(_) | Step::Idle => {}
     }
     Ok(())
@@ -378,6 +389,22 @@ async fn observe(client: &Client, names: &Names, statefulset: Option<&StatefulSe
         }
     });
     Ok(Observed { statefulset, members })
+}
+
+/// Ordinals at or beyond the StatefulSet's size that still have a volume (retained by
+/// `whenScaled: Retain`, or not yet deleted).
+async fn leftover_volumes(client: &Client, names: &Names, replicas: u32) -> Result<BTreeSet<u32>, Error> {
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &names.namespace);
+    let prefix = format!("{}-", names.claim_prefix());
+    Ok(claims
+        .list(&ListParams::default().labels(&names.label_selector()))
+        .await?
+        .items
+        .iter()
+        .filter(|c| c.metadata.deletion_timestamp.is_none())
+        .filter_map(|c| c.name_any().strip_prefix(&prefix)?.parse::<u32>().ok())
+        .filter(|ordinal| *ordinal >= replicas)
+        .collect())
 }
 
 /// Volumes grow in place (where the StorageClass allows expansion); the StatefulSet's claim

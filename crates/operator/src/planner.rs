@@ -44,6 +44,8 @@ pub struct ClusterView {
     /// Voting members (server ids) of the ensemble's committed configuration, as ZooKeeper reports
     /// it; `None` when it could not be read (no quorum to ask).
     pub voters: Option<BTreeSet<u64>>,
+    /// Ordinals beyond the StatefulSet's size whose volume was retained after a scale-down.
+    pub leftover_volumes: BTreeSet<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +60,8 @@ pub enum Step {
     RemoveVoter { id: u64 },
     /// Resize the StatefulSet.
     SetReplicas(u32),
+    /// Delete the volume a removed member left behind, so that it is added again empty.
+    DeleteVolume { ordinal: u32 },
     /// The ensemble matches the spec.
     Idle,
 }
@@ -146,6 +150,12 @@ pub fn plan(view: &ClusterView) -> Step {
         if !down.is_empty() {
             return Step::Wait(format!("waiting for members {down:?} to serve before adding a member"));
         }
+        // A member added again never starts from the data it had when it was removed.
+        if view.leftover_volumes.contains(&view.statefulset_replicas) {
+            return Step::DeleteVolume {
+                ordinal: view.statefulset_replicas,
+            };
+        }
         return Step::SetReplicas(view.statefulset_replicas + 1);
     }
 
@@ -203,6 +213,7 @@ pub fn describe(view: &ClusterView, step: &Step) -> Option<(&'static str, String
         Step::AddVoter { id } => format!("adding server.{id} to the ensemble's voters"),
         Step::RemoveVoter { id } => format!("removing server.{id} from the ensemble"),
         Step::SetReplicas(n) => format!("resizing the StatefulSet to {n} members"),
+        Step::DeleteVolume { ordinal } => format!("deleting the volume member {ordinal} left behind"),
         Step::Idle => return None,
     };
     Some((kind, text))
@@ -228,6 +239,7 @@ mod tests {
             statefulset_replicas: sts,
             members,
             voters: Some(voters.iter().copied().collect()),
+            leftover_volumes: BTreeSet::new(),
         }
     }
 
@@ -280,6 +292,7 @@ mod tests {
                     statefulset_replicas: sts,
                     members: members.clone(),
                     voters: Some(voters.clone()),
+                    leftover_volumes: BTreeSet::new(),
                 });
                 match &step {
                     Step::SetReplicas(n) => {
@@ -321,6 +334,19 @@ mod tests {
     }
 
     #[test]
+    fn a_member_added_again_starts_without_its_old_volume() {
+        use Role::*;
+        let members = (0..3)
+            .map(|o| member(o, true, Some(if o == 0 { Leader } else { Follower })))
+            .collect();
+        let mut v = view(5, 3, members, &[1, 2, 3]);
+        v.leftover_volumes = [3, 4].into();
+        assert_eq!(plan(&v), Step::DeleteVolume { ordinal: 3 });
+        v.leftover_volumes = [4].into();
+        assert_eq!(plan(&v), Step::SetReplicas(4));
+    }
+
+    #[test]
     fn a_request_without_quorum_waits_and_says_why() {
         let members = vec![
             member(0, true, Some(Role::Leader)),
@@ -345,8 +371,9 @@ mod tests {
             1u32..=8,
             prop::collection::vec((any::<bool>(), role, prop::bool::weighted(0.1)), 1..=8),
             prop::collection::btree_set(1u64..=8, 1..=7),
+            prop::collection::btree_set(0u32..=8, 0..=3),
         )
-            .prop_map(|(desired, sts, members, voters)| ClusterView {
+            .prop_map(|(desired, sts, members, voters, leftover_volumes)| ClusterView {
                 desired_replicas: desired,
                 statefulset_replicas: sts,
                 members: members
@@ -360,6 +387,7 @@ mod tests {
                     })
                     .collect(),
                 voters: Some(voters),
+                leftover_volumes,
             })
     }
 
@@ -409,6 +437,10 @@ mod tests {
                     prop_assert!(!view.voters.as_ref().unwrap().contains(&leaving), "pod {n} removed while server.{leaving} still votes: {view:?}");
                 }
                 prop_assert!(n.abs_diff(view.statefulset_replicas) == 1, "one member at a time");
+                if n > view.statefulset_replicas {
+                    prop_assert!(!view.leftover_volumes.contains(&view.statefulset_replicas),
+                        "member {} added again onto its old volume: {view:?}", view.statefulset_replicas);
+                }
             }
         }
     }

@@ -55,6 +55,13 @@ impl Names {
     pub fn admin_secret(&self) -> String {
         format!("{}-admin", self.cluster)
     }
+    /// PersistentVolumeClaims are named `<claim template>-<pod>`: `data-<cluster>-<ordinal>`.
+    pub fn claim_prefix(&self) -> String {
+        format!("data-{}", self.statefulset())
+    }
+    pub fn claim(&self, ordinal: u32) -> String {
+        format!("{}-{ordinal}", self.claim_prefix())
+    }
     pub fn pod(&self, ordinal: u32) -> String {
         format!("{}-{ordinal}", self.cluster)
     }

@@ -74,20 +74,10 @@ impl Overrides {
     /// `source` names where they came from, for error messages.
     pub fn parse(text: &str, source: &str) -> Result<Overrides, AgentError> {
         let mut entries: Vec<(String, String)> = Vec::new();
-        for (index, raw) in text.lines().enumerate() {
-            let line = raw.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            let bad = |message: String| AgentError::Config {
-                origin: format!("{source} line {}", index + 1),
-                message,
-            };
-            let (key, value) = line
-                .split_once('=')
-                .ok_or_else(|| bad(format!("{line:?} is not a key=value line")))?;
-            let (key, value) = (key.trim(), value.trim());
-            if key.is_empty() || key.contains(char::is_whitespace) {
+        for property in properties(text, source)? {
+            let (key, value) = (property.key, property.value);
+            let bad = |message: String| property.error(message);
+            if key.contains(char::is_whitespace) {
                 return Err(bad(format!("{key:?} is not a configuration key")));
             }
             if let Some((_, instead)) = OWNED_KEYS.iter().find(|(owned, _)| *owned == key) {
@@ -175,6 +165,49 @@ fn four_letter_whitelist(user: Option<&str>) -> String {
 
 fn path_text(path: &Path) -> String {
     path.to_string_lossy().into_owned()
+}
+
+/// One `key=value` line of a ZooKeeper properties file, and where it stands for error messages.
+pub struct Property<'a> {
+    pub key: &'a str,
+    pub value: &'a str,
+    pub origin: String,
+}
+
+impl Property<'_> {
+    pub fn error(&self, message: String) -> AgentError {
+        AgentError::Config {
+            origin: self.origin.clone(),
+            message,
+        }
+    }
+}
+
+/// The `key=value` lines of `text`, trimmed, without blank lines and `#` comments; a line that is
+/// not `key=value` is an error naming `source` and the line number.
+pub fn properties<'a>(text: &'a str, source: &str) -> Result<Vec<Property<'a>>, AgentError> {
+    let mut found = Vec::new();
+    for (index, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let origin = format!("{source} line {}", index + 1);
+        match line.split_once('=') {
+            Some((key, value)) if !key.trim().is_empty() => found.push(Property {
+                key: key.trim(),
+                value: value.trim(),
+                origin,
+            }),
+            _ => {
+                return Err(AgentError::Config {
+                    origin,
+                    message: format!("{line:?} is not a key=value line"),
+                })
+            }
+        }
+    }
+    Ok(found)
 }
 
 /// Reads `key=value` from a ZooKeeper properties file (the last occurrence wins, as in Java's Properties).

@@ -86,21 +86,11 @@ impl Membership {
     pub fn parse(text: &str, source: &str) -> Result<Membership, AgentError> {
         let mut members: Vec<Member> = Vec::new();
         let mut version = None;
-        for (index, raw) in text.lines().enumerate() {
-            let line = raw.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            let bad = |message: String| AgentError::Config {
-                origin: format!("{source} line {}", index + 1),
-                message,
-            };
-            let (key, value) = line
-                .split_once('=')
-                .ok_or_else(|| bad(format!("{line:?} is not a key=value line")))?;
-            let key = key.trim();
+        for property in crate::config::properties(text, source)? {
+            let (key, value) = (property.key, property.value);
+            let bad = |message: String| property.error(message);
             if key == "version" {
-                version = Some(value.trim().to_string());
+                version = Some(value.to_string());
                 continue;
             }
             let id = key

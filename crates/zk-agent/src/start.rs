@@ -176,7 +176,14 @@ fn membership(opts: &StartOptions, config_file: &Path) -> Result<(Membership, St
     if let Some(own) = zookeeper_dynamic_file(config_file) {
         if let Ok(text) = std::fs::read_to_string(&own) {
             let source = own.display().to_string();
-            return Ok((Membership::parse(&text, &source)?, source, Some(own)));
+            let membership = Membership::parse(&text, &source)?;
+            if membership.member(opts.identity.myid()).is_some() {
+                return Ok((membership, source, Some(own)));
+            }
+            // The ensemble removed this member; it is being added again, as the members file says.
+            log(&format!(
+                "{source} no longer lists this member (it was removed); taking the members file"
+            ));
         }
     }
     if let Some(path) = opts.members_file.as_ref().filter(|p| p.exists()) {

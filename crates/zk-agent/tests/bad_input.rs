@@ -156,3 +156,34 @@ fn replicas_give_a_statefulset_membership_when_no_members_file_exists() {
         "a new ensemble's empty member may vote"
     );
 }
+
+/// A member removed by reconfiguration keeps ZooKeeper's last configuration on its volume, which no
+/// longer lists it; added again, it must take the members file instead of refusing to start.
+#[test]
+fn a_member_added_again_after_removal_takes_the_members_file() {
+    let zk = Ensemble::new("readded", 3, 22700);
+    let conf = zk.data_dir(2).join("conf");
+    std::fs::create_dir_all(&conf).unwrap();
+    let without_me: String = zk.members_text().lines().take(2).map(|l| format!("{l}\n")).collect();
+    std::fs::write(conf.join("zoo.cfg.dynamic.200000003"), &without_me).unwrap();
+    std::fs::write(
+        conf.join("zoo.cfg"),
+        format!(
+            "dynamicConfigFile={}\n",
+            conf.join("zoo.cfg.dynamic.200000003").display()
+        ),
+    )
+    .unwrap();
+    let (code, stderr) = run(&mut zk.agent(2, "configure", "existing"));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("no longer lists this member"), "{stderr}");
+    let cfg = std::fs::read_to_string(conf.join("zoo.cfg")).unwrap();
+    assert!(
+        cfg.contains(&format!("dynamicConfigFile={}", conf.join("zoo.cfg.dynamic").display())),
+        "{cfg}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(conf.join("zoo.cfg.dynamic")).unwrap(),
+        zk.members_text()
+    );
+}
