@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 /// thread stacks, Netty's direct buffers and the page cache the transaction log lives on.
 const HEAP_SHARE_PERCENT: u64 = 50;
 const MIN_HEAP_MIB: u64 = 64;
+/// How long the JVM caches a resolved peer address.
+const DNS_CACHE_SECONDS: u32 = 2;
 
 /// `-Xmx`/`-Xms` for a memory limit, unless the user set the heap in their JVM options.
 pub fn heap_flags(memory_limit_bytes: Option<u64>, user_options: &[String]) -> Vec<String> {
@@ -75,6 +77,10 @@ impl JavaCommand {
         args.extend([
             // Lost-disk guard: an empty data directory does not vote until synced (see guard.rs).
             "-Dzookeeper.db.autocreate=false".to_string(),
+            // A pod recreated under the same name has a new IP: peers must not keep connecting
+            // to the old one for the JVM's default 30 s of cached DNS answers.
+            format!("-Dsun.net.inetaddr.ttl={DNS_CACHE_SECONDS}"),
+            "-Dsun.net.inetaddr.negative.ttl=1".to_string(),
             "-XX:+ExitOnOutOfMemoryError".to_string(),
             format!("-Dlogback.configurationFile={home}/conf/logback.xml"),
         ]);
@@ -142,6 +148,10 @@ mod tests {
         let args = cmd.args();
         assert_eq!(args[0], "-Xmx512m");
         assert!(args.contains(&"-Dzookeeper.db.autocreate=false".to_string()));
+        assert!(
+            args.contains(&"-Dsun.net.inetaddr.ttl=2".to_string()),
+            "peers' new pod IPs are seen quickly"
+        );
         assert!(args.contains(&"-Dzookeeper.DigestAuthenticationProvider.superDigest=super:abc=".to_string()));
         let user = args.iter().position(|a| a == "-Dfoo=bar").unwrap();
         let main = args
