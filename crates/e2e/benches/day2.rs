@@ -28,16 +28,9 @@ async fn main() {
     let mut rows = Vec::new();
 
     let ns = TestNamespace::new(&client, "bench-day2-operator").await;
-    ns.create_cluster(
-        "zk",
-        json!({
-            "replicas": 3,
-            "resources": {"requests": {"cpu": "50m", "memory": "512Mi"}, "limits": {"memory": "512Mi"}},
-            "storage": {"size": "256Mi", "retention": {"whenDeleted": "Delete"}},
-        }),
-    )
-    .await
-    .unwrap();
+    ns.create_cluster("zk", common::small_cluster(3, "3.9.4"))
+        .await
+        .unwrap();
     ns.wait_settled("zk", 3).await;
     let connect = ns.node_port_connect_string("zk").await;
 
@@ -77,7 +70,7 @@ async fn main() {
     );
 
     let seed = TestNamespace::new(&client, "bench-day2-statefulset").await;
-    let (ok, out) = seed.kubectl_stdin(&["apply", "-f", "-"], &plain_statefulset(&seed.name));
+    let (ok, out) = seed.kubectl_stdin(&["apply", "-f", "-"], &common::seed_statefulset(&seed.name));
     assert!(ok, "{out}");
     common::wait_for(common::SETTLE, "the plain StatefulSet to serve", || async {
         (0..3).all(|i| {
@@ -155,46 +148,4 @@ where
         report,
         duration,
     }
-}
-
-fn plain_statefulset(namespace: &str) -> String {
-    let domain = format!("seed.{namespace}.svc.cluster.local");
-    let servers: String = (0..3)
-        .map(|i| format!("server.{}=seed-{i}.{domain}:2888:3888\n", i + 1))
-        .collect();
-    let zoo_cfg = format!(
-        "tickTime=2000\ninitLimit=10\nsyncLimit=5\ndataDir=/data/zookeeper\nclientPort=2181\n\
-         4lw.commands.whitelist=srvr,mntr,ruok\nadmin.enableServer=false\n{servers}"
-    );
-    let list = json!({"apiVersion": "v1", "kind": "List", "items": [
-        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "seed"}, "data": {"zoo.cfg": zoo_cfg}},
-        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "seed"},
-         "spec": {"clusterIP": "None", "selector": {"app": "seed"},
-                  "ports": [{"name": "client", "port": 2181}, {"name": "quorum", "port": 2888}, {"name": "election", "port": 3888}]}},
-        {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "seed"},
-         "spec": {
-            "replicas": 3, "serviceName": "seed", "podManagementPolicy": "OrderedReady",
-            "updateStrategy": {"type": "RollingUpdate"},
-            "selector": {"matchLabels": {"app": "seed"}},
-            "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Delete", "whenScaled": "Delete"},
-            "template": {
-                "metadata": {"labels": {"app": "seed"}},
-                "spec": {
-                    "securityContext": {"runAsNonRoot": true, "runAsUser": 1000, "fsGroup": 1000, "seccompProfile": {"type": "RuntimeDefault"}},
-                    "containers": [{
-                        "name": "zookeeper", "image": "zkop/zookeeper:3.9.4", "imagePullPolicy": "IfNotPresent",
-                        "command": ["sh", "-c", "mkdir -p /data/zookeeper && echo $((${HOSTNAME##*-} + 1)) > /data/zookeeper/myid && exec java -Xmx256m -cp '/opt/zookeeper/lib/*:/opt/zookeeper/conf' org.apache.zookeeper.server.quorum.QuorumPeerMain /conf/zoo.cfg"],
-                        "ports": [{"name": "client", "containerPort": 2181}],
-                        "resources": {"requests": {"cpu": "50m", "memory": "512Mi"}, "limits": {"memory": "512Mi"}},
-                        "readinessProbe": {"exec": {"command": ["zk-agent", "probe", "live"]}, "periodSeconds": 5, "timeoutSeconds": 5},
-                        "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}},
-                        "volumeMounts": [{"name": "data", "mountPath": "/data"}, {"name": "conf", "mountPath": "/conf"}],
-                    }],
-                    "volumes": [{"name": "conf", "configMap": {"name": "seed"}}],
-                },
-            },
-            "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "256Mi"}}}}],
-         }},
-    ]});
-    serde_json::to_string(&list).unwrap()
 }

@@ -16,7 +16,6 @@ use common::{client, TestNamespace};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams};
 use kube::ResourceExt;
-use serde_json::json;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -72,16 +71,9 @@ async fn main() {
 async fn operator_round(client: &kube::Client, round: usize) -> (f64, f64, f64) {
     let ns = TestNamespace::new(client, &format!("bench-operator-{round}")).await;
     let started = Instant::now();
-    ns.create_cluster(
-        "zk",
-        json!({
-            "replicas": 3,
-            "resources": {"requests": {"cpu": "50m", "memory": "512Mi"}, "limits": {"memory": "512Mi"}},
-            "storage": {"size": "256Mi", "retention": {"whenDeleted": "Delete"}},
-        }),
-    )
-    .await
-    .unwrap();
+    ns.create_cluster("zk", common::small_cluster(3, "3.9.4"))
+        .await
+        .unwrap();
     let mut condition = None;
     loop {
         if condition.is_none()
@@ -114,48 +106,9 @@ async fn operator_round(client: &kube::Client, round: usize) -> (f64, f64, f64) 
 
 async fn statefulset_round(client: &kube::Client, round: usize) -> (f64, f64) {
     let ns = TestNamespace::new(client, &format!("bench-statefulset-{round}")).await;
-    let domain = format!("seed.{}.svc.cluster.local", ns.name);
-    let servers: String = (0..3)
-        .map(|i| format!("server.{}=seed-{i}.{domain}:2888:3888\n", i + 1))
-        .collect();
-    let zoo_cfg = format!(
-        "tickTime=2000\ninitLimit=10\nsyncLimit=5\ndataDir=/data/zookeeper\nclientPort=2181\n\
-         4lw.commands.whitelist=srvr,mntr,ruok\nadmin.enableServer=false\n{servers}"
-    );
-    let manifests = json!([
-        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "seed"}, "data": {"zoo.cfg": zoo_cfg}},
-        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "seed"},
-         "spec": {"clusterIP": "None", "selector": {"app": "seed"},
-                  "ports": [{"name": "client", "port": 2181}, {"name": "quorum", "port": 2888}, {"name": "election", "port": 3888}]}},
-        {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "seed"},
-         "spec": {
-            "replicas": 3, "serviceName": "seed", "podManagementPolicy": "OrderedReady",
-            "selector": {"matchLabels": {"app": "seed"}},
-            "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Delete", "whenScaled": "Delete"},
-            "template": {
-                "metadata": {"labels": {"app": "seed"}},
-                "spec": {
-                    "securityContext": {"runAsNonRoot": true, "runAsUser": 1000, "fsGroup": 1000, "seccompProfile": {"type": "RuntimeDefault"}},
-                    "containers": [{
-                        "name": "zookeeper", "image": "zkop/zookeeper:3.9.4", "imagePullPolicy": "IfNotPresent",
-                        "command": ["sh", "-c", "mkdir -p /data/zookeeper && echo $((${HOSTNAME##*-} + 1)) > /data/zookeeper/myid && exec java -Xmx256m -cp '/opt/zookeeper/lib/*:/opt/zookeeper/conf' org.apache.zookeeper.server.quorum.QuorumPeerMain /conf/zoo.cfg"],
-                        "resources": {"requests": {"cpu": "50m", "memory": "512Mi"}, "limits": {"memory": "512Mi"}},
-                        "readinessProbe": {"exec": {"command": ["zk-agent", "probe", "live"]}, "periodSeconds": 5, "timeoutSeconds": 5},
-                        "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}},
-                        "volumeMounts": [{"name": "data", "mountPath": "/data"}, {"name": "conf", "mountPath": "/conf"}],
-                    }],
-                    "volumes": [{"name": "conf", "configMap": {"name": "seed"}}],
-                },
-            },
-            "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "256Mi"}}}}],
-         }},
-    ]);
     let started = Instant::now();
-    for manifest in manifests.as_array().unwrap() {
-        let object: kube::api::DynamicObject = serde_json::from_value(manifest.clone()).unwrap();
-        let (ok, out) = ns.kubectl_stdin(&["apply", "-f", "-"], &serde_json::to_string(&object).unwrap());
-        assert!(ok, "{out}");
-    }
+    let (ok, out) = ns.kubectl_stdin(&["apply", "-f", "-"], &common::seed_statefulset(&ns.name));
+    assert!(ok, "{out}");
     while !all_serving(&ns, "seed") {
         assert!(started.elapsed() < TIMEOUT, "seed StatefulSet never served");
         tokio::time::sleep(Duration::from_millis(250)).await;

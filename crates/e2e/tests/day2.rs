@@ -11,16 +11,21 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::ResourceExt;
 use serde_json::json;
 use std::time::Duration;
+use zkop_api::ZooKeeperCluster;
 
 const SETTLE: Duration = common::SETTLE;
 
-fn spec(replicas: i32, version: &str) -> serde_json::Value {
-    json!({
-        "replicas": replicas,
-        "version": version,
-        "resources": {"requests": {"cpu": "50m", "memory": "512Mi"}, "limits": {"memory": "512Mi"}},
-        "storage": {"size": "256Mi"},
-    })
+/// A settled 3-member cluster in a fresh namespace, and a workload writing to it for 3 s already.
+async fn cluster_under_load(namespace: &str, version: &str) -> (TestNamespace, ZooKeeperCluster, Workload) {
+    let client = client().await;
+    let ns = TestNamespace::new(&client, namespace).await;
+    ns.create_cluster("zk", common::small_cluster(3, version))
+        .await
+        .unwrap();
+    let settled = ns.wait_settled("zk", 3).await;
+    let workload = Workload::start(&ns.node_port_connect_string("zk").await).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    (ns, settled, workload)
 }
 
 fn print(operation: &str, report: &Report) {
@@ -54,14 +59,9 @@ fn assert_no_loss(operation: &str, report: &Report, missing: &[u64], kept_quorum
 /// A restart on request: one member at a time, followers first, the leader last.
 #[tokio::test]
 async fn rolling_restart_on_request_restarts_the_leader_last() {
-    let client = client().await;
-    let ns = TestNamespace::new(&client, "e2e-restart-request").await;
-    ns.create_cluster("zk", spec(3, "3.9.4")).await.unwrap();
-    let before = ns.wait_settled("zk", 3).await;
+    let (ns, before, workload) = cluster_under_load("e2e-restart-request", "3.9.4").await;
     let leader = before.status.unwrap().leader.unwrap();
     let uids = ns.pod_uids("zk").await;
-    let workload = Workload::start(&ns.node_port_connect_string("zk").await).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
 
     let annotation = json!({"metadata": {"annotations": {zkop_api::RESTART_ANNOTATION: "e2e-1"}}});
     ns.clusters()
@@ -95,12 +95,7 @@ async fn rolling_restart_on_request_restarts_the_leader_last() {
 /// Scaling 3 -> 5 -> 3 by dynamic reconfiguration, one member at a time.
 #[tokio::test]
 async fn scaling_three_to_five_and_back_keeps_every_write() {
-    let client = client().await;
-    let ns = TestNamespace::new(&client, "e2e-scale").await;
-    ns.create_cluster("zk", spec(3, "3.9.4")).await.unwrap();
-    ns.wait_settled("zk", 3).await;
-    let workload = Workload::start(&ns.node_port_connect_string("zk").await).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (ns, _, workload) = cluster_under_load("e2e-scale", "3.9.4").await;
 
     ns.patch_spec("zk", json!({"replicas": 5})).await.unwrap();
     let five = ns.wait_settled("zk", 5).await;
@@ -136,12 +131,7 @@ async fn scaling_three_to_five_and_back_keeps_every_write() {
 /// A member whose volume is deleted with its pod comes back empty, syncs before voting, rejoins.
 #[tokio::test]
 async fn lost_disk_member_resyncs_and_rejoins() {
-    let client = client().await;
-    let ns = TestNamespace::new(&client, "e2e-lost-disk").await;
-    ns.create_cluster("zk", spec(3, "3.9.4")).await.unwrap();
-    ns.wait_settled("zk", 3).await;
-    let workload = Workload::start(&ns.node_port_connect_string("zk").await).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (ns, _, workload) = cluster_under_load("e2e-lost-disk", "3.9.4").await;
 
     let claims: Api<PersistentVolumeClaim> = ns.api();
     let pods: Api<Pod> = ns.api();
@@ -176,12 +166,7 @@ async fn lost_disk_member_resyncs_and_rejoins() {
 /// Two of three pods deleted at once: quorum is lost, and the ensemble recovers by itself.
 #[tokio::test]
 async fn quorum_loss_recovers_by_itself() {
-    let client = client().await;
-    let ns = TestNamespace::new(&client, "e2e-quorum-loss").await;
-    ns.create_cluster("zk", spec(3, "3.9.4")).await.unwrap();
-    ns.wait_settled("zk", 3).await;
-    let workload = Workload::start(&ns.node_port_connect_string("zk").await).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (ns, _, workload) = cluster_under_load("e2e-quorum-loss", "3.9.4").await;
 
     let pods: Api<Pod> = ns.api();
     pods.delete("zk-0", &DeleteParams::default()).await.unwrap();
@@ -195,13 +180,8 @@ async fn quorum_loss_recovers_by_itself() {
 /// ZooKeeper 3.8.3 to 3.9.4, one member at a time, the leader last.
 #[tokio::test]
 async fn version_upgrade_from_3_8_to_3_9() {
-    let client = client().await;
-    let ns = TestNamespace::new(&client, "e2e-upgrade").await;
-    ns.create_cluster("zk", spec(3, "3.8.3")).await.unwrap();
-    let before = ns.wait_settled("zk", 3).await;
+    let (ns, before, workload) = cluster_under_load("e2e-upgrade", "3.8.3").await;
     let leader = before.status.unwrap().leader.unwrap();
-    let workload = Workload::start(&ns.node_port_connect_string("zk").await).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
 
     ns.patch_spec("zk", json!({"version": "3.9.4"})).await.unwrap();
     let pods: Api<Pod> = ns.api();
@@ -240,7 +220,9 @@ async fn version_upgrade_from_3_8_to_3_9() {
 async fn operator_restart_during_scale_up_resumes() {
     let client = client().await;
     let ns = TestNamespace::new(&client, "e2e-scale-restart").await;
-    ns.create_cluster("zk", spec(3, "3.9.4")).await.unwrap();
+    ns.create_cluster("zk", common::small_cluster(3, "3.9.4"))
+        .await
+        .unwrap();
     ns.wait_settled("zk", 3).await;
     ns.patch_spec("zk", json!({"replicas": 5})).await.unwrap();
     let clusters = ns.clusters();

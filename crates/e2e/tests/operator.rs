@@ -15,11 +15,7 @@ use std::time::Duration;
 const AVAILABLE: Duration = Duration::from_secs(300);
 
 fn small(replicas: i32) -> serde_json::Value {
-    json!({
-        "replicas": replicas,
-        "resources": {"requests": {"cpu": "50m", "memory": "512Mi"}, "limits": {"memory": "512Mi"}},
-        "storage": {"size": "256Mi"},
-    })
+    common::small_cluster(replicas, "3.9.4")
 }
 
 /// The seed README's test, the way it does it: zkCli.sh inside the pods.
@@ -34,14 +30,11 @@ async fn seed_test_member_survives_pod_deletion_with_its_volume() {
     let out = ns.zkcli("zookeeper-0", &["create", "/foo", "bar"]);
     assert!(out.contains("Created /foo"), "{out}");
     let claims: Api<PersistentVolumeClaim> = ns.api();
-    let volume = claims
-        .get("data-zookeeper-0")
-        .await
-        .unwrap()
-        .spec
-        .unwrap()
-        .volume_name
-        .unwrap();
+    let volume_of = |claim: &'static str| {
+        let claims = claims.clone();
+        async move { claims.get(claim).await.unwrap().spec.unwrap().volume_name.unwrap() }
+    };
+    let volume = volume_of("data-zookeeper-0").await;
     let pods: Api<Pod> = ns.api();
     let old_uid = pods.get("zookeeper-0").await.unwrap().uid();
     pods.delete("zookeeper-0", &DeleteParams::default()).await.unwrap();
@@ -60,14 +53,7 @@ async fn seed_test_member_survives_pod_deletion_with_its_volume() {
         })
     })
     .await;
-    let now_volume = claims
-        .get("data-zookeeper-0")
-        .await
-        .unwrap()
-        .spec
-        .unwrap()
-        .volume_name
-        .unwrap();
+    let now_volume = volume_of("data-zookeeper-0").await;
     assert_eq!(now_volume, volume, "zookeeper-0 must come back with its own volume");
     let out = ns.zkcli("zookeeper-0", &["get", "/foo"]);
     assert!(out.lines().any(|l| l == "bar"), "read through zookeeper-0: {out}");

@@ -222,6 +222,16 @@ impl Drop for TestNamespace {
     }
 }
 
+/// A small cluster for tests on a two-core machine: 512 MiB members, 256 MiB volumes that go with it.
+pub fn small_cluster(replicas: i32, version: &str) -> serde_json::Value {
+    serde_json::json!({
+        "replicas": replicas,
+        "version": version,
+        "resources": {"requests": {"cpu": "50m", "memory": "512Mi"}, "limits": {"memory": "512Mi"}},
+        "storage": {"size": "256Mi", "retention": {"whenDeleted": "Delete"}},
+    })
+}
+
 pub fn fully_available(zk: &ZooKeeperCluster) -> bool {
     let Some(status) = &zk.status else {
         return false;
@@ -266,4 +276,49 @@ pub fn rejection(result: Result<ZooKeeperCluster, kube::Error>) -> String {
         Err(kube::Error::Api(status)) => status.message.clone(),
         Err(other) => panic!("unexpected error: {other}"),
     }
+}
+
+/// The seed's approach, as a baseline: a plain StatefulSet `seed` (OrderedReady, RollingUpdate)
+/// with a static server list in zoo.cfg, readiness = the JVM answers `ruok`, the same image and
+/// resources as the operator's members. Returns a `List` for `kubectl apply -f -`.
+pub fn seed_statefulset(namespace: &str) -> String {
+    let domain = format!("seed.{namespace}.svc.cluster.local");
+    let servers: String = (0..3)
+        .map(|i| format!("server.{}=seed-{i}.{domain}:2888:3888\n", i + 1))
+        .collect();
+    let zoo_cfg = format!(
+        "tickTime=2000\ninitLimit=10\nsyncLimit=5\ndataDir=/data/zookeeper\nclientPort=2181\n\
+         4lw.commands.whitelist=srvr,mntr,ruok\nadmin.enableServer=false\n{servers}"
+    );
+    let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "seed"}, "data": {"zoo.cfg": zoo_cfg}},
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "seed"},
+         "spec": {"clusterIP": "None", "selector": {"app": "seed"},
+                  "ports": [{"name": "client", "port": 2181}, {"name": "quorum", "port": 2888}, {"name": "election", "port": 3888}]}},
+        {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "seed"},
+         "spec": {
+            "replicas": 3, "serviceName": "seed", "podManagementPolicy": "OrderedReady",
+            "updateStrategy": {"type": "RollingUpdate"},
+            "selector": {"matchLabels": {"app": "seed"}},
+            "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Delete", "whenScaled": "Delete"},
+            "template": {
+                "metadata": {"labels": {"app": "seed"}},
+                "spec": {
+                    "securityContext": {"runAsNonRoot": true, "runAsUser": 1000, "fsGroup": 1000, "seccompProfile": {"type": "RuntimeDefault"}},
+                    "containers": [{
+                        "name": "zookeeper", "image": "zkop/zookeeper:3.9.4", "imagePullPolicy": "IfNotPresent",
+                        "command": ["sh", "-c", "mkdir -p /data/zookeeper && echo $((${HOSTNAME##*-} + 1)) > /data/zookeeper/myid && exec java -Xmx256m -cp '/opt/zookeeper/lib/*:/opt/zookeeper/conf' org.apache.zookeeper.server.quorum.QuorumPeerMain /conf/zoo.cfg"],
+                        "ports": [{"name": "client", "containerPort": 2181}],
+                        "resources": {"requests": {"cpu": "50m", "memory": "512Mi"}, "limits": {"memory": "512Mi"}},
+                        "readinessProbe": {"exec": {"command": ["zk-agent", "probe", "live"]}, "periodSeconds": 5, "timeoutSeconds": 5},
+                        "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}},
+                        "volumeMounts": [{"name": "data", "mountPath": "/data"}, {"name": "conf", "mountPath": "/conf"}],
+                    }],
+                    "volumes": [{"name": "conf", "configMap": {"name": "seed"}}],
+                },
+            },
+            "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "256Mi"}}}}],
+         }},
+    ]});
+    serde_json::to_string(&list).unwrap()
 }
