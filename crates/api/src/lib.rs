@@ -348,7 +348,7 @@ mod tests {
         for expected in [
             "spec.replicas must be 1, 3, 5 or 7",
             "spec.storage.size cannot be decreased",
-            "are managed by the operator",
+            "spec.config must not set dataDir",
             "'dataDir'",
             "startsWith('server.')",
             "x-kubernetes-validations",
