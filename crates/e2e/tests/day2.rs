@@ -254,3 +254,31 @@ async fn operator_restart_during_scale_up_resumes() {
         4
     );
 }
+
+/// Every size on the path 1 -> 3 -> 7 -> 1, one member at a time, with the workload running.
+#[tokio::test]
+async fn scaling_along_one_three_seven_and_back_to_one() {
+    let client = client().await;
+    let ns = TestNamespace::new(&client, "e2e-scale-path").await;
+    ns.create_cluster("zk", common::small_cluster(1, "3.9.4"))
+        .await
+        .unwrap();
+    ns.wait_settled("zk", 1).await;
+    let workload = Workload::start(&ns.node_port_connect_string("zk").await).await;
+    for replicas in [3, 7, 1] {
+        ns.patch_spec("zk", json!({"replicas": replicas})).await.unwrap();
+        let zk = ns.wait_settled("zk", replicas).await;
+        let voters = zk
+            .status
+            .unwrap()
+            .members
+            .iter()
+            .filter(|m| m.role == "leader" || m.role == "follower")
+            .count();
+        assert_eq!(voters, replicas as usize, "all {replicas} members vote");
+    }
+    let (report, missing) = workload.finish().await;
+    assert_no_loss("scale 1-3-7-1", &report, &missing, true);
+    let (ok, config) = ns.kubectl(&["exec", "zk-0", "--", "/opt/zookeeper/bin/zkCli.sh", "config"]);
+    assert!(ok && config.matches("participant").count() == 1, "{config}");
+}
