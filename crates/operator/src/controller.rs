@@ -91,7 +91,7 @@ pub async fn reconcile(zk: Arc<ZooKeeperCluster>, ctx: Arc<Context>) -> Result<A
         .and_then(|cm| cm.data.as_ref())
         .and_then(|data| data.get(ENSEMBLE_STATE_KEY))
         .map(String::as_str);
-    let ensemble_state = status::ensemble_state(recorded_state, available);
+    let ensemble_state = status::ensemble_state(recorded_state, available, zk.status.as_ref());
 
     // Day-2 work starts once the ensemble exists; until then the StatefulSet follows the spec.
     let plan = match (&existing_sts, ensemble_state) {

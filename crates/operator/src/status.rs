@@ -49,10 +49,17 @@ pub fn quorum(replicas: i32) -> usize {
     usize::try_from(replicas.max(1)).unwrap_or(1) / 2 + 1
 }
 
-/// `new` until the ensemble first reaches quorum, then `existing` for good (the value lives in
-/// the cluster's ConfigMap, so an operator restart never turns an existing ensemble into a new one).
-pub fn ensemble_state(recorded: Option<&str>, available_now: bool) -> EnsembleState {
-    if recorded == Some("existing") || available_now {
+/// `new` until the ensemble first reaches quorum, then `existing` for good. The value lives in the
+/// cluster's ConfigMap, so an operator restart never turns an existing ensemble into a new one;
+/// the cluster's own status is a second witness, should the ConfigMap be deleted while the
+/// ensemble has no quorum (declaring it new then would let an empty member vote).
+pub fn ensemble_state(
+    recorded: Option<&str>,
+    available_now: bool,
+    status: Option<&ZooKeeperClusterStatus>,
+) -> EnsembleState {
+    let has_had_quorum = status.is_some_and(|s| s.leader.is_some()) || condition_is_true(status, AVAILABLE);
+    if recorded == Some("existing") || available_now || has_had_quorum {
         EnsembleState::Existing
     } else {
         EnsembleState::New
@@ -323,9 +330,15 @@ mod tests {
 
     #[test]
     fn the_ensemble_is_new_only_until_its_first_quorum() {
-        assert_eq!(ensemble_state(None, false), EnsembleState::New);
-        assert_eq!(ensemble_state(Some("new"), false), EnsembleState::New);
-        assert_eq!(ensemble_state(Some("new"), true), EnsembleState::Existing);
-        assert_eq!(ensemble_state(Some("existing"), false), EnsembleState::Existing);
+        assert_eq!(ensemble_state(None, false, None), EnsembleState::New);
+        assert_eq!(ensemble_state(Some("new"), false, None), EnsembleState::New);
+        assert_eq!(ensemble_state(Some("new"), true, None), EnsembleState::Existing);
+        assert_eq!(ensemble_state(Some("existing"), false, None), EnsembleState::Existing);
+        // The ConfigMap is gone and there is no quorum now, but the status remembers a leader.
+        let seen = ZooKeeperClusterStatus {
+            leader: Some("zk-0".into()),
+            ..Default::default()
+        };
+        assert_eq!(ensemble_state(None, false, Some(&seen)), EnsembleState::Existing);
     }
 }
