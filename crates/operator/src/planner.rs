@@ -88,6 +88,18 @@ pub fn plan(view: &ClusterView) -> Step {
             quorum(voters.len())
         ));
     }
+    // A deposed leader can still answer "leader" for a moment; act only on an agreed view.
+    let leaders: Vec<u32> = view
+        .members
+        .iter()
+        .filter(|m| m.serving == Some(Role::Leader))
+        .map(|m| m.ordinal)
+        .collect();
+    if leaders.len() > 1 {
+        return Step::Wait(format!(
+            "members {leaders:?} all report being the leader; waiting until the ensemble agrees"
+        ));
+    }
     let down: Vec<u32> = view
         .members
         .iter()
@@ -344,6 +356,17 @@ mod tests {
         assert_eq!(plan(&v), Step::DeleteVolume { ordinal: 3 });
         v.leftover_volumes = [4].into();
         assert_eq!(plan(&v), Step::SetReplicas(4));
+    }
+
+    #[test]
+    fn two_members_reporting_leader_means_wait() {
+        use Role::*;
+        let members = vec![
+            member(0, false, Some(Leader)),
+            member(1, false, Some(Leader)),
+            member(2, true, Some(Follower)),
+        ];
+        assert!(matches!(plan(&view(3, 3, members, &[1, 2, 3])), Step::Wait(reason) if reason.contains("leader")));
     }
 
     #[test]
