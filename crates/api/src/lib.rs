@@ -20,25 +20,6 @@ pub const DEFAULT_IMAGE_REPOSITORY: &str = "zkop/zookeeper";
 /// time, followers first and the leader last, as `kubectl rollout restart` does for Deployments.
 pub const RESTART_ANNOTATION: &str = "zookeeper.zkop.io/restart-requested-at";
 
-/// Keys of `spec.config` that the operator and zk-agent set themselves.
-pub const OWNED_CONFIG_KEYS: &[&str] = &[
-    "dataDir",
-    "dataLogDir",
-    "clientPort",
-    "clientPortAddress",
-    "dynamicConfigFile",
-    "standaloneEnabled",
-    "reconfigEnabled",
-    "quorumListenOnAllIPs",
-    "admin.enableServer",
-    "admin.serverAddress",
-    "admin.serverPort",
-    "metricsProvider.className",
-    "metricsProvider.httpHost",
-    "metricsProvider.httpPort",
-];
-pub const OWNED_CONFIG_PREFIXES: &[&str] = &["server.", "group.", "weight."];
-
 /// A ZooKeeper ensemble: a StatefulSet of members, each with its own volume, run by zk-agent.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
@@ -99,8 +80,7 @@ pub struct ZooKeeperClusterSpec {
     /// Extra JVM options, e.g. ["-Xmx512m"].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 32), inner(length(max = 256)))]
-    #[x_kube(validation = Rule::new("self.all(o, !o.startsWith('-Dzookeeper.db.autocreate') && !o.startsWith('-Dzookeeper.snapshot.trust.empty'))")
-        .message("spec.jvmOptions must not set zookeeper.db.autocreate or zookeeper.snapshot.trust.empty: they switch off the lost-disk guard"))]
+    #[x_kube(validation = Rule::new(owned_jvm_property_rule()).message(owned_jvm_property_message().as_str()))]
     pub jvm_options: Vec<String>,
 
     /// Storage for each member.
@@ -119,10 +99,14 @@ pub struct ZooKeeperClusterSpec {
     pub placement: PlacementSpec,
 }
 
+fn owned_config_keys() -> Vec<&'static str> {
+    vocabulary::config::OWNED_KEYS.iter().map(|(key, _)| *key).collect()
+}
+
 fn owned_config_rule() -> String {
     format!(
         "self.all(k, !(k in {}) && {})",
-        cel_list(OWNED_CONFIG_KEYS),
+        cel_list(&owned_config_keys()),
         prefix_checks("k")
     )
 }
@@ -130,8 +114,24 @@ fn owned_config_rule() -> String {
 fn owned_config_message() -> String {
     format!(
         "spec.config must not set {} or {}: the operator manages membership, ports and paths; remove them from spec.config",
-        OWNED_CONFIG_KEYS.join(", "),
-        OWNED_CONFIG_PREFIXES.iter().map(|p| format!("{p}*")).collect::<Vec<_>>().join(", ")
+        owned_config_keys().join(", "),
+        vocabulary::config::OWNED_PREFIXES.iter().map(|p| format!("{p}*")).collect::<Vec<_>>().join(", ")
+    )
+}
+
+fn owned_jvm_property_rule() -> String {
+    let checks: Vec<String> = vocabulary::jvm::OWNED_PROPERTIES
+        .iter()
+        .map(|(property, _)| format!("!o.startsWith('-D{property}')"))
+        .collect();
+    format!("self.all(o, {})", checks.join(" && "))
+}
+
+fn owned_jvm_property_message() -> String {
+    let properties: Vec<&str> = vocabulary::jvm::OWNED_PROPERTIES.iter().map(|(p, _)| *p).collect();
+    format!(
+        "spec.jvmOptions must not set {}: they switch off the lost-disk guard",
+        properties.join(" or ")
     )
 }
 
@@ -143,7 +143,7 @@ fn cel_list(items: &[&str]) -> String {
 }
 
 fn prefix_checks(var: &str) -> String {
-    OWNED_CONFIG_PREFIXES
+    vocabulary::config::OWNED_PREFIXES
         .iter()
         .map(|p| format!("!{var}.startsWith('{p}')"))
         .collect::<Vec<_>>()
@@ -362,7 +362,7 @@ mod tests {
     #[test]
     fn owned_keys_match_the_agent() {
         // The agent rejects these too; the CRD rejects them before they reach a pod.
-        for key in OWNED_CONFIG_KEYS {
+        for key in owned_config_keys() {
             assert!(owned_config_rule().contains(&format!("'{key}'")));
         }
     }

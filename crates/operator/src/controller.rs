@@ -1,7 +1,7 @@
 //! The thin layer that talks to the API: observe, apply the desired objects, write status.
 
 use crate::ensemble;
-use crate::planner::{self, ClusterView, MemberView, Role, Step};
+use crate::planner::{self, ClusterView, MemberState, MemberView, Step};
 use crate::resources::{
     self, Inputs, Names, OperatorSettings, ADMIN_PASSWORD_KEY, CLIENT_PORT, CONFIG_HASH_ANNOTATION, ENSEMBLE_STATE_KEY,
 };
@@ -23,7 +23,6 @@ use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::Duration;
 use zk_agent::guard::EnsembleState;
-use zk_agent::probe::ServingMode;
 use zkop_api::ZooKeeperCluster;
 
 pub const MANAGER: &str = "zookeeper-operator";
@@ -105,6 +104,7 @@ pub async fn reconcile(zk: Arc<ZooKeeperCluster>, ctx: Arc<Context>) -> Result<A
                 .unwrap_or(0);
             let leftover_volumes = leftover_volumes(client, &names, statefulset_replicas).await?;
             let view = ClusterView {
+                statefulset: names.statefulset(),
                 desired_replicas: u32::try_from(zk.spec.replicas).unwrap_or(1),
                 statefulset_replicas,
                 members: observed
@@ -113,16 +113,18 @@ pub async fn reconcile(zk: Arc<ZooKeeperCluster>, ctx: Arc<Context>) -> Result<A
                     .map(|m| MemberView {
                         ordinal: m.ordinal,
                         up_to_date: m.up_to_date,
-                        serving: m.serving.map(|mode| match mode {
-                            ServingMode::Leader => Role::Leader,
-                            ServingMode::Follower => Role::Follower,
-                            ServingMode::Observer => Role::Observer,
-                        }),
-                        terminating: m.terminating,
+                        state: match (m.terminating, m.serving) {
+                            (true, _) => MemberState::Terminating,
+                            (false, Some(role)) => MemberState::Serving(role),
+                            (false, None) => MemberState::Running,
+                        },
+                        down_for: Duration::ZERO,
+                        cause: None,
                     })
                     .collect(),
                 voters,
                 leftover_volumes,
+                member_ready_timeout: Duration::from_secs(180),
             };
             let step = planner::plan(&view);
             Some((view, step))

@@ -1,7 +1,11 @@
 //! Day-2 planning: from what is observed, the one next safe step. Pure; the controller executes.
 //!
-//! Invariants, checked by the property tests below:
-//! - never take a member down (restart it) unless every member serves: at most one member down;
+//! Invariants, checked by the property tests below and by the fault simulation in
+//! `tests/simulation.rs`:
+//! - never take a serving member down while any other member is down (a missing pod counts as
+//!   down): at most one member down by the operator's hand;
+//! - a member that is down on an outdated template is restarted first, so that fixing or
+//!   reverting a spec that broke a member heals it with no human action;
 //! - never reconfigure without a serving quorum of the current voters, nor into a configuration
 //!   whose voters could not form a quorum from the members serving now;
 //! - followers are restarted before the leader; the leader goes last;
@@ -9,50 +13,129 @@
 //!   and grows by one member at a time, which joins as a voter only once it has synced.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
+pub use vocabulary::{myid_for_ordinal, quorum, ServingRole as Role};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    Leader,
-    Follower,
-    Observer,
+/// How a member is doing, from its pod and its `srvr` answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MemberState {
+    /// No pod for this ordinal: the StatefulSet controller has not (re)created it yet.
+    Missing,
+    /// The pod is being deleted.
+    Terminating,
+    /// Serving in a quorum, in this role.
+    Serving(Role),
+    /// The container runs but the member does not serve: it looks for a quorum, or syncs.
+    Running,
+    /// The pod cannot run its member: not scheduled, image not pulled, container crash-looping
+    /// or exited.
+    Broken,
 }
 
-/// One member (pod) as observed.
+/// One member (an ordinal of the StatefulSet) as observed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemberView {
     pub ordinal: u32,
-    /// The pod runs the StatefulSet's current template (configuration, version).
+    pub state: MemberState,
+    /// The pod runs the StatefulSet's update revision (a missing pod will be created on it).
     pub up_to_date: bool,
-    /// Serving in a quorum (`srvr`), and in which role; `None` when down, starting or syncing.
-    pub serving: Option<Role>,
-    /// The pod is being deleted.
-    pub terminating: bool,
+    /// How long the member has not served on its current pod; zero while serving or unknown.
+    pub down_for: Duration,
+    /// Why it does not serve, from its pod: image pull error, last termination, scheduler message.
+    pub cause: Option<String>,
 }
 
 impl MemberView {
     pub fn id(&self) -> u64 {
-        zk_agent::identity::myid_for_ordinal(self.ordinal)
+        myid_for_ordinal(self.ordinal)
+    }
+    pub fn role(&self) -> Option<Role> {
+        match self.state {
+            MemberState::Serving(role) => Some(role),
+            _ => None,
+        }
+    }
+    pub fn serves(&self) -> bool {
+        self.role().is_some()
+    }
+    /// A member absent from an observation, e.g. a pod the StatefulSet has not recreated yet.
+    pub fn missing(ordinal: u32) -> MemberView {
+        MemberView {
+            ordinal,
+            state: MemberState::Missing,
+            up_to_date: true,
+            down_for: Duration::ZERO,
+            cause: Some("its pod does not exist; the StatefulSet controller creates it".into()),
+        }
     }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterView {
+    /// The StatefulSet's name: member pods are `<statefulset>-<ordinal>`.
+    pub statefulset: String,
     pub desired_replicas: u32,
     /// `spec.replicas` of the StatefulSet.
     pub statefulset_replicas: u32,
+    /// Members by ordinal; an ordinal below `statefulset_replicas` that is absent counts as missing.
     pub members: Vec<MemberView>,
     /// Voting members (server ids) of the ensemble's committed configuration, as ZooKeeper reports
     /// it; `None` when it could not be read (no quorum to ask).
     pub voters: Option<BTreeSet<u64>>,
     /// Ordinals beyond the StatefulSet's size whose volume was retained after a scale-down.
     pub leftover_volumes: BTreeSet<u32>,
+    /// A member that does not serve for this long stops the roll and is reported as stuck.
+    pub member_ready_timeout: Duration,
+}
+
+impl ClusterView {
+    /// Every member the StatefulSet should have, and any pod beyond its size, by ordinal.
+    pub fn members_by_ordinal(&self) -> Vec<MemberView> {
+        let mut members = self.members.clone();
+        for ordinal in 0..self.statefulset_replicas {
+            if !members.iter().any(|m| m.ordinal == ordinal) {
+                members.push(MemberView::missing(ordinal));
+            }
+        }
+        members.sort_by_key(|m| m.ordinal);
+        members
+    }
+
+    fn pod(&self, ordinal: u32) -> String {
+        format!("{}-{ordinal}", self.statefulset)
+    }
+
+    /// "zk-2 (ImagePullBackOff: ..., for 40s)", for wait reasons.
+    fn describe_down(&self, members: &[&MemberView]) -> String {
+        members
+            .iter()
+            .map(|m| {
+                let mut details = Vec::new();
+                details.push(match &m.state {
+                    MemberState::Missing => "missing".to_string(),
+                    MemberState::Terminating => "terminating".to_string(),
+                    MemberState::Running => "running, not serving".to_string(),
+                    MemberState::Broken => "not running".to_string(),
+                    MemberState::Serving(role) => role.to_string(),
+                });
+                if let Some(cause) = &m.cause {
+                    details.push(cause.clone());
+                }
+                if !m.down_for.is_zero() {
+                    details.push(format!("for {}s", m.down_for.as_secs()));
+                }
+                format!("{} ({})", self.pod(m.ordinal), details.join(": "))
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
     /// Nothing may be done now; the reason goes to status.
     Wait(String),
-    /// Delete this member's pod so that it comes back with the current template.
+    /// Evict this member's pod so that it comes back with the current template.
     Restart { ordinal: u32, reason: String },
     /// Add this server id to the ensemble's voters (dynamic reconfiguration).
     AddVoter { id: u64 },
@@ -66,55 +149,82 @@ pub enum Step {
     Idle,
 }
 
-pub fn quorum(voters: usize) -> usize {
-    voters / 2 + 1
+/// Members that have not served for at least the view's `member_ready_timeout`.
+pub fn stuck(view: &ClusterView) -> Vec<MemberView> {
+    view.members_by_ordinal()
+        .into_iter()
+        .filter(|m| !m.serves() && m.down_for >= view.member_ready_timeout)
+        .collect()
 }
 
 pub fn plan(view: &ClusterView) -> Step {
-    let serving_ids: BTreeSet<u64> = view
-        .members
-        .iter()
-        .filter(|m| m.serving.is_some() && !m.terminating)
-        .map(|m| m.id())
-        .collect();
+    let members = view.members_by_ordinal();
+    let down: Vec<&MemberView> = members.iter().filter(|m| !m.serves()).collect();
+    let serving_ids: BTreeSet<u64> = members.iter().filter(|m| m.serves()).map(MemberView::id).collect();
+    let quorum_serves = view
+        .voters
+        .as_ref()
+        .is_some_and(|voters| voters.intersection(&serving_ids).count() >= quorum(voters.len()));
+
+    // An outdated member that is down is restarted first: it is down anyway, and it comes back on
+    // the current template. This is how a reverted or fixed spec heals a member a bad template
+    // broke. Without a quorum only members that cannot run are restarted: a member that runs may
+    // be exactly what the quorum waits for.
+    let repair = members.iter().find(|m| {
+        m.ordinal < view.statefulset_replicas
+            && !m.up_to_date
+            && (m.state == MemberState::Broken || (m.state == MemberState::Running && quorum_serves))
+    });
+    if let Some(member) = repair {
+        return Step::Restart {
+            ordinal: member.ordinal,
+            reason: format!(
+                "{} is down on an outdated template: restarting it on the current one",
+                view.describe_down(&[member])
+            ),
+        };
+    }
+
     let Some(voters) = &view.voters else {
-        return Step::Wait("the ensemble's configuration cannot be read: no quorum serves".into());
+        return Step::Wait(format!(
+            "the ensemble's configuration cannot be read: no quorum serves; down: {}",
+            view.describe_down(&down)
+        ));
     };
     let serving_voters = voters.intersection(&serving_ids).count();
     if serving_voters < quorum(voters.len()) {
         return Step::Wait(format!(
-            "only {serving_voters} of {} voters serve; a quorum needs {}",
+            "only {serving_voters} of {} voters serve; a quorum needs {}; down: {}",
             voters.len(),
-            quorum(voters.len())
+            quorum(voters.len()),
+            view.describe_down(&down)
         ));
     }
     // A deposed leader can still answer "leader" for a moment; act only on an agreed view.
-    let leaders: Vec<u32> = view
-        .members
+    let leaders: Vec<String> = members
         .iter()
-        .filter(|m| m.serving == Some(Role::Leader))
-        .map(|m| m.ordinal)
+        .filter(|m| m.role() == Some(Role::Leader))
+        .map(|m| view.pod(m.ordinal))
         .collect();
     if leaders.len() > 1 {
         return Step::Wait(format!(
-            "members {leaders:?} all report being the leader; waiting until the ensemble agrees"
+            "{} all report being the leader; waiting until the ensemble agrees",
+            leaders.join(", ")
         ));
     }
-    let down: Vec<u32> = view
-        .members
+    let pods: BTreeSet<u64> = members
         .iter()
-        .filter(|m| m.serving.is_none() || m.terminating)
-        .map(|m| m.ordinal)
+        .filter(|m| m.state != MemberState::Missing)
+        .map(MemberView::id)
         .collect();
-    let pods: BTreeSet<u64> = view.members.iter().map(MemberView::id).collect();
-    let desired: BTreeSet<u64> = (0..view.desired_replicas)
-        .map(zk_agent::identity::myid_for_ordinal)
-        .collect();
+    let desired: BTreeSet<u64> = (0..view.desired_replicas).map(myid_for_ordinal).collect();
 
     // Scale down, one member at a time: the highest member beyond the desired size leaves the
-    // ensemble by reconfiguration, then its pod goes away, then the next.
+    // ensemble by reconfiguration, then its pod goes away, then the next. A member that is down
+    // may leave; any other member being down makes the removal wait, so that the ensemble never
+    // gives up a spare voter while it is short of one.
     if view.statefulset_replicas > view.desired_replicas {
-        let top = zk_agent::identity::myid_for_ordinal(view.statefulset_replicas - 1);
+        let top = myid_for_ordinal(view.statefulset_replicas - 1);
         if !voters.contains(&top) {
             return Step::SetReplicas(view.statefulset_replicas - 1);
         }
@@ -122,9 +232,11 @@ pub fn plan(view: &ClusterView) -> Step {
     if let Some(&leaving) = voters.iter().rev().find(|id| !desired.contains(id)) {
         let remaining: BTreeSet<u64> = voters.iter().copied().filter(|id| *id != leaving).collect();
         let serving_after = remaining.intersection(&serving_ids).count();
-        if !down.is_empty() {
+        let others_down: Vec<&MemberView> = down.iter().copied().filter(|m| m.id() != leaving).collect();
+        if !others_down.is_empty() {
             return Step::Wait(format!(
-                "waiting for members {down:?} to serve before removing server.{leaving}"
+                "waiting for {} to serve before removing server.{leaving}",
+                view.describe_down(&others_down)
             ));
         }
         if serving_after < quorum(remaining.len()) {
@@ -135,14 +247,14 @@ pub fn plan(view: &ClusterView) -> Step {
     if view.statefulset_replicas > view.desired_replicas {
         return Step::SetReplicas(view.statefulset_replicas - 1);
     }
-    if let Some(ordinal) = view
-        .members
+    if let Some(ordinal) = members
         .iter()
+        .filter(|m| m.state != MemberState::Missing)
         .map(|m| m.ordinal)
         .max()
         .filter(|o| *o >= view.desired_replicas)
     {
-        return Step::Wait(format!("waiting for the pod of ordinal {ordinal} to go away"));
+        return Step::Wait(format!("waiting for the pod {} to go away", view.pod(ordinal)));
     }
 
     // Scale up: one new member at a time; it becomes a voter once it has synced.
@@ -155,12 +267,16 @@ pub fn plan(view: &ClusterView) -> Step {
             return Step::AddVoter { id: joining };
         }
         return Step::Wait(format!(
-            "waiting for server.{joining} to sync from the leader before it votes"
+            "waiting for server.{joining} to sync from the leader before it votes; down: {}",
+            view.describe_down(&down)
         ));
     }
     if view.statefulset_replicas < view.desired_replicas {
         if !down.is_empty() {
-            return Step::Wait(format!("waiting for members {down:?} to serve before adding a member"));
+            return Step::Wait(format!(
+                "waiting for {} to serve before adding a member",
+                view.describe_down(&down)
+            ));
         }
         // A member added again never starts from the data it had when it was removed.
         if view.leftover_volumes.contains(&view.statefulset_replicas) {
@@ -171,27 +287,38 @@ pub fn plan(view: &ClusterView) -> Step {
         return Step::SetReplicas(view.statefulset_replicas + 1);
     }
 
-    // Rolling restart: one member at a time, followers first, the leader last.
-    let outdated: Vec<&MemberView> = view.members.iter().filter(|m| !m.up_to_date).collect();
+    // Rolling restart: one member at a time, followers first, the leader last; it stops while
+    // any member is down, and says for how long and why.
+    let outdated: Vec<&MemberView> = members.iter().filter(|m| !m.up_to_date).collect();
     if outdated.is_empty() {
         return if down.is_empty() {
             Step::Idle
         } else {
-            Step::Wait(format!("waiting for members {down:?} to serve"))
+            Step::Wait(format!("waiting for {} to serve", view.describe_down(&down)))
         };
     }
     if !down.is_empty() {
+        let stopped = down.iter().any(|m| m.down_for >= view.member_ready_timeout);
         return Step::Wait(format!(
-            "waiting for members {down:?} to serve before restarting the next"
+            "{}: waiting for {} to serve before restarting the next",
+            if stopped {
+                format!(
+                    "roll stopped after {}s without the member serving; fix or revert the spec",
+                    view.member_ready_timeout.as_secs()
+                )
+            } else {
+                "roll paused".to_string()
+            },
+            view.describe_down(&down)
         ));
     }
     let next = outdated
         .iter()
-        .filter(|m| m.serving != Some(Role::Leader))
+        .filter(|m| m.role() != Some(Role::Leader))
         .max_by_key(|m| m.ordinal)
         .or_else(|| outdated.first())
         .expect("outdated is not empty");
-    let reason = if next.serving == Some(Role::Leader) {
+    let reason = if next.role() == Some(Role::Leader) {
         "leader, last"
     } else {
         "follower"
@@ -205,9 +332,7 @@ pub fn plan(view: &ClusterView) -> Step {
 /// The operation a step belongs to (RollingRestart, ScaleUp, ScaleDown) and what it does, for
 /// status; `None` when the ensemble matches the spec (or only waits for a member to recover).
 pub fn describe(view: &ClusterView, step: &Step) -> Option<(&'static str, String)> {
-    let desired: BTreeSet<u64> = (0..view.desired_replicas)
-        .map(zk_agent::identity::myid_for_ordinal)
-        .collect();
+    let desired: BTreeSet<u64> = (0..view.desired_replicas).map(myid_for_ordinal).collect();
     let voters = view.voters.clone().unwrap_or_default();
     let kind =
         if view.statefulset_replicas < view.desired_replicas || !desired.is_subset(&voters) && view.voters.is_some() {
@@ -221,11 +346,11 @@ pub fn describe(view: &ClusterView, step: &Step) -> Option<(&'static str, String
         };
     let text = match step {
         Step::Wait(reason) => format!("waiting: {reason}"),
-        Step::Restart { ordinal, reason } => format!("restarting member {ordinal}: {reason}"),
+        Step::Restart { ordinal, reason } => format!("restarting {}: {reason}", view.pod(*ordinal)),
         Step::AddVoter { id } => format!("adding server.{id} to the ensemble's voters"),
         Step::RemoveVoter { id } => format!("removing server.{id} from the ensemble"),
         Step::SetReplicas(n) => format!("resizing the StatefulSet to {n} members"),
-        Step::DeleteVolume { ordinal } => format!("deleting the volume member {ordinal} left behind"),
+        Step::DeleteVolume { ordinal } => format!("deleting the volume {} left behind", view.pod(*ordinal)),
         Step::Idle => return None,
     };
     Some((kind, text))
@@ -236,22 +361,29 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    fn state(serving: Option<Role>) -> MemberState {
+        serving.map_or(MemberState::Running, MemberState::Serving)
+    }
+
     fn member(ordinal: u32, up_to_date: bool, serving: Option<Role>) -> MemberView {
         MemberView {
             ordinal,
+            state: state(serving),
             up_to_date,
-            serving,
-            terminating: false,
+            down_for: Duration::ZERO,
+            cause: None,
         }
     }
 
     fn view(desired: u32, sts: u32, members: Vec<MemberView>, voters: &[u64]) -> ClusterView {
         ClusterView {
+            statefulset: "zk".into(),
             desired_replicas: desired,
             statefulset_replicas: sts,
             members,
             voters: Some(voters.iter().copied().collect()),
             leftover_volumes: BTreeSet::new(),
+            member_ready_timeout: Duration::from_secs(180),
         }
     }
 
@@ -289,6 +421,100 @@ mod tests {
     }
 
     #[test]
+    fn a_missing_pod_counts_as_down() {
+        // The example: zk-2 has no pod (the StatefulSet controller has not recreated it).
+        use Role::*;
+        let members = vec![member(0, false, Some(Leader)), member(1, false, Some(Follower))];
+        match plan(&view(3, 3, members, &[1, 2, 3])) {
+            Step::Wait(reason) => assert!(reason.contains("zk-2 (missing"), "{reason}"),
+            other => panic!("restarting with zk-2 missing loses quorum: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_member_broken_by_a_bad_template_is_restarted_first_once_the_spec_is_fixed() {
+        use Role::*;
+        let mut broken = member(2, false, None);
+        broken.state = MemberState::Broken;
+        broken.cause = Some("ImagePullBackOff".into());
+        let members = vec![member(0, false, Some(Leader)), member(1, false, Some(Follower)), broken];
+        match plan(&view(3, 3, members, &[1, 2, 3])) {
+            Step::Restart { ordinal: 2, reason } => assert!(reason.contains("ImagePullBackOff"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn without_quorum_only_members_that_cannot_run_are_restarted() {
+        let mut broken = member(1, false, None);
+        broken.state = MemberState::Broken;
+        let mut v = view(
+            3,
+            3,
+            vec![member(0, false, None), broken, member(2, false, None)],
+            &[1, 2, 3],
+        );
+        v.voters = None;
+        assert!(matches!(plan(&v), Step::Restart { ordinal: 1, .. }));
+        v.members[1].state = MemberState::Running;
+        assert!(
+            matches!(plan(&v), Step::Wait(_)),
+            "a running member may be what the quorum waits for"
+        );
+    }
+
+    #[test]
+    fn a_roll_stops_after_the_timeout_and_says_why() {
+        use Role::*;
+        let mut stuck_member = member(2, true, None);
+        stuck_member.state = MemberState::Broken;
+        stuck_member.cause = Some("CrashLoopBackOff: back-off restarting failed container".into());
+        stuck_member.down_for = Duration::from_secs(200);
+        let v = view(
+            3,
+            3,
+            vec![
+                member(0, false, Some(Leader)),
+                member(1, false, Some(Follower)),
+                stuck_member,
+            ],
+            &[1, 2, 3],
+        );
+        match plan(&v) {
+            Step::Wait(reason) => {
+                assert!(
+                    reason.contains("roll stopped") && reason.contains("zk-2") && reason.contains("CrashLoopBackOff"),
+                    "{reason}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(stuck(&v).iter().map(|m| m.ordinal).collect::<Vec<_>>(), vec![2]);
+    }
+
+    #[test]
+    fn a_dead_voter_can_be_scaled_away() {
+        use Role::*;
+        let mut dead = member(4, true, None);
+        dead.state = MemberState::Broken;
+        let members = vec![
+            member(0, true, Some(Leader)),
+            member(1, true, Some(Follower)),
+            member(2, true, Some(Follower)),
+            member(3, true, Some(Follower)),
+            dead,
+        ];
+        assert_eq!(
+            plan(&view(3, 5, members.clone(), &[1, 2, 3, 4, 5])),
+            Step::RemoveVoter { id: 5 }
+        );
+        // Another member down: the removal waits rather than give up a spare voter.
+        let mut others = members;
+        others[1].state = MemberState::Running;
+        assert!(matches!(plan(&view(3, 5, others, &[1, 2, 3, 4, 5])), Step::Wait(_)));
+    }
+
+    #[test]
     fn scales_three_to_five_and_back_one_member_at_a_time() {
         use Role::*;
         let mut members: Vec<MemberView> = (0..3)
@@ -299,13 +525,9 @@ mod tests {
         let mut steps = Vec::new();
         for desired in [5u32, 3] {
             for _ in 0..20 {
-                let step = plan(&ClusterView {
-                    desired_replicas: desired,
-                    statefulset_replicas: sts,
-                    members: members.clone(),
-                    voters: Some(voters.clone()),
-                    leftover_volumes: BTreeSet::new(),
-                });
+                let mut v = view(desired, sts, members.clone(), &[]);
+                v.voters = Some(voters.clone());
+                let step = plan(&v);
                 match &step {
                     Step::SetReplicas(n) => {
                         if *n > sts {
@@ -317,11 +539,11 @@ mod tests {
                     }
                     Step::AddVoter { id } => {
                         voters.insert(*id);
-                        members[(*id - 1) as usize].serving = Some(Follower);
+                        members[(*id - 1) as usize].state = MemberState::Serving(Follower);
                     }
                     Step::RemoveVoter { id } => {
                         voters.remove(id);
-                        members[(*id - 1) as usize].serving = Some(Observer);
+                        members[(*id - 1) as usize].state = MemberState::Serving(Observer);
                     }
                     Step::Idle => break,
                     other => panic!("unexpected {other:?}"),
@@ -383,34 +605,46 @@ mod tests {
     }
 
     fn arbitrary_view() -> impl Strategy<Value = ClusterView> {
-        let role = prop_oneof![
+        let state = prop_oneof![
             Just(None),
-            Just(Some(Role::Leader)),
-            Just(Some(Role::Follower)),
-            Just(Some(Role::Observer))
+            Just(Some(MemberState::Running)),
+            Just(Some(MemberState::Broken)),
+            Just(Some(MemberState::Terminating)),
+            Just(Some(MemberState::Serving(Role::Leader))),
+            Just(Some(MemberState::Serving(Role::Follower))),
+            Just(Some(MemberState::Serving(Role::Observer))),
         ];
         (
             prop::sample::select(vec![1u32, 3, 5, 7]),
             1u32..=8,
-            prop::collection::vec((any::<bool>(), role, prop::bool::weighted(0.1)), 1..=8),
-            prop::collection::btree_set(1u64..=8, 1..=7),
+            prop::collection::vec((any::<bool>(), state, 0u64..400), 1..=8),
+            prop::option::weighted(0.9, prop::collection::btree_set(1u64..=8, 1..=7)),
             prop::collection::btree_set(0u32..=8, 0..=3),
         )
             .prop_map(|(desired, sts, members, voters, leftover_volumes)| ClusterView {
+                statefulset: "zk".into(),
                 desired_replicas: desired,
                 statefulset_replicas: sts,
                 members: members
                     .into_iter()
                     .enumerate()
-                    .map(|(i, (up_to_date, serving, terminating))| MemberView {
-                        ordinal: i as u32,
-                        up_to_date,
-                        serving,
-                        terminating,
+                    .filter_map(|(i, (up_to_date, state, down))| {
+                        Some(MemberView {
+                            ordinal: i as u32,
+                            up_to_date,
+                            down_for: Duration::from_secs(if matches!(state, Some(MemberState::Serving(_))) {
+                                0
+                            } else {
+                                down
+                            }),
+                            state: state?,
+                            cause: None,
+                        })
                     })
                     .collect(),
-                voters: Some(voters),
+                voters,
                 leftover_volumes,
+                member_ready_timeout: Duration::from_secs(180),
             })
     }
 
@@ -420,24 +654,34 @@ mod tests {
         #[test]
         fn never_two_members_down(view in arbitrary_view()) {
             if let Step::Restart { ordinal, .. } = plan(&view) {
-                prop_assert!(view.members.iter().all(|m| m.serving.is_some() && !m.terminating),
-                    "restarted {ordinal} while another member was down: {view:?}");
+                let members = view.members_by_ordinal();
+                let target = members.iter().find(|m| m.ordinal == ordinal).unwrap();
+                if target.serves() {
+                    prop_assert!(members.iter().all(|m| m.serves()),
+                        "restarted serving member {ordinal} while another member was down: {view:?}");
+                } else {
+                    prop_assert!(!target.up_to_date, "restarted {ordinal}, down on the current template: pointless: {view:?}");
+                }
             }
         }
 
         #[test]
         fn never_reconfigure_without_quorum(view in arbitrary_view()) {
-            let voters = view.voters.clone().unwrap();
-            let serving: BTreeSet<u64> = view.members.iter().filter(|m| m.serving.is_some() && !m.terminating).map(MemberView::id).collect();
-            let after = match plan(&view) {
-                Step::AddVoter { id } => { let mut v = voters.clone(); v.insert(id); Some((v, id)) }
-                Step::RemoveVoter { id } => { let mut v = voters.clone(); v.remove(&id); Some((v, id)) }
+            let serving: BTreeSet<u64> = view.members.iter().filter(|m| m.serves()).map(MemberView::id).collect();
+            let step = plan(&view);
+            let after = match (&step, &view.voters) {
+                (Step::AddVoter { id }, Some(voters)) => { let mut v = voters.clone(); v.insert(*id); Some((voters, v, *id)) }
+                (Step::RemoveVoter { id }, Some(voters)) => { let mut v = voters.clone(); v.remove(id); Some((voters, v, *id)) }
+                (Step::AddVoter { .. } | Step::RemoveVoter { .. }, None) => { prop_assert!(false, "reconfigured without reading the configuration: {view:?}"); None }
                 _ => None,
             };
-            if let Some((after, id)) = after {
+            if let Some((voters, after, id)) = after {
                 prop_assert!(voters.intersection(&serving).count() >= quorum(voters.len()), "no quorum before changing server.{id}: {view:?}");
                 prop_assert!(after.intersection(&serving).count() >= quorum(after.len()), "no quorum after changing server.{id}: {view:?}");
                 prop_assert!(!after.is_empty());
+                if matches!(step, Step::AddVoter { .. }) {
+                    prop_assert!(serving.contains(&id), "server.{id} votes before it synced: {view:?}");
+                }
             }
         }
 
@@ -445,7 +689,7 @@ mod tests {
         fn the_leader_is_restarted_last(view in arbitrary_view()) {
             if let Step::Restart { ordinal, .. } = plan(&view) {
                 let restarted = view.members.iter().find(|m| m.ordinal == ordinal).unwrap();
-                if restarted.serving == Some(Role::Leader) {
+                if restarted.role() == Some(Role::Leader) {
                     prop_assert!(view.members.iter().filter(|m| m.ordinal != ordinal).all(|m| m.up_to_date),
                         "leader restarted before an outdated follower: {view:?}");
                 }
@@ -456,7 +700,7 @@ mod tests {
         fn the_statefulset_shrinks_only_after_the_ensemble_let_the_member_go(view in arbitrary_view()) {
             if let Step::SetReplicas(n) = plan(&view) {
                 if n < view.statefulset_replicas {
-                    let leaving = zk_agent::identity::myid_for_ordinal(n);
+                    let leaving = myid_for_ordinal(n);
                     prop_assert!(!view.voters.as_ref().unwrap().contains(&leaving), "pod {n} removed while server.{leaving} still votes: {view:?}");
                 }
                 prop_assert!(n.abs_diff(view.statefulset_replicas) == 1, "one member at a time");

@@ -3,52 +3,7 @@
 use crate::AgentError;
 use std::path::{Path, PathBuf};
 
-/// Keys the agent sets itself, with what to do instead of overriding them.
-const OWNED_KEYS: &[(&str, &str)] = &[
-    (
-        "dataDir",
-        "the data directory is always <data dir>/zookeeper on the member's volume",
-    ),
-    (
-        "dataLogDir",
-        "transaction logs stay beside the snapshots on the member's volume",
-    ),
-    (
-        "clientPort",
-        "the client port comes from the member's line in the members file",
-    ),
-    (
-        "clientPortAddress",
-        "the client address comes from the member's line in the members file",
-    ),
-    (
-        "dynamicConfigFile",
-        "membership is written by the agent and by ZooKeeper's reconfiguration",
-    ),
-    ("standaloneEnabled", "a member always runs as part of an ensemble"),
-    (
-        "reconfigEnabled",
-        "dynamic reconfiguration is how members are added and removed",
-    ),
-    (
-        "quorumListenOnAllIPs",
-        "peers must be reachable on the pod's address whatever its DNS name resolves to",
-    ),
-    (
-        "admin.enableServer",
-        "the AdminServer is always on; set its port with --admin-port",
-    ),
-    ("admin.serverAddress", "set --bind-address instead"),
-    ("admin.serverPort", "set --admin-port instead"),
-    (
-        "metricsProvider.className",
-        "the Prometheus metrics provider is always on; set its port with --metrics-port",
-    ),
-    ("metricsProvider.httpHost", "set --bind-address instead"),
-    ("metricsProvider.httpPort", "set --metrics-port instead"),
-];
-/// Key prefixes that describe membership, which belongs to the members file.
-const OWNED_PREFIXES: &[&str] = &["server.", "group.", "weight."];
+use vocabulary::config::{OWNED_KEYS, OWNED_PREFIXES};
 
 /// Four-letter words the probes and the operator rely on; a user whitelist is extended with them.
 pub const REQUIRED_FOUR_LETTER_WORDS: &[&str] = &["srvr", "mntr", "ruok"];
@@ -276,7 +231,7 @@ mod tests {
             ("clientPort=2182", "members file"),
             ("server.4=x:1:2;3", "replicas"),
             ("reconfigEnabled=false", "reconfiguration"),
-            ("metricsProvider.httpPort=9", "--metrics-port"),
+            ("metricsProvider.httpPort=9", "metrics port"),
         ] {
             let err = Overrides::parse(&format!("tickTime=1\n{line}"), "cfg")
                 .unwrap_err()

@@ -42,10 +42,7 @@ impl Identity {
     }
 }
 
-/// The one mapping between StatefulSet ordinals and ZooKeeper server ids.
-pub fn myid_for_ordinal(ordinal: u32) -> u64 {
-    u64::from(ordinal) + 1
-}
+pub use vocabulary::myid_for_ordinal;
 
 #[cfg(test)]
 mod tests {

@@ -37,23 +37,16 @@ fn parse_memory_limit(text: &str) -> Option<u64> {
     (limit < 1 << 60).then_some(limit)
 }
 
-/// JVM options that would switch off what the agent guarantees.
-const OWNED_SYSTEM_PROPERTIES: &[(&str, &str)] = &[
-    (
-        "-Dzookeeper.db.autocreate",
-        "it is the lost-disk guard: a member with an empty disk must sync before it votes",
-    ),
-    (
-        "-Dzookeeper.snapshot.trust.empty",
-        "an empty snapshot with transaction logs means lost data, not something to trust",
-    ),
-];
-
 /// Rejects user JVM options that would defeat the agent's safety settings.
 pub fn check_user_options(options: &[String]) -> Result<(), String> {
     for option in options {
-        if let Some((property, why)) = OWNED_SYSTEM_PROPERTIES.iter().find(|(p, _)| option.starts_with(p)) {
-            return Err(format!("{property} is managed by zk-agent ({why}); remove {option:?}"));
+        let owned = vocabulary::jvm::OWNED_PROPERTIES
+            .iter()
+            .find(|(p, _)| option.strip_prefix("-D").is_some_and(|o| o.starts_with(p)));
+        if let Some((property, why)) = owned {
+            return Err(format!(
+                "-D{property} is managed by zk-agent ({why}); remove {option:?}"
+            ));
         }
     }
     Ok(())

@@ -2,11 +2,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
+use vocabulary::PeerDomain;
 use zk_agent::dns::Backoff;
 use zk_agent::guard::EnsembleState;
 use zk_agent::identity::Identity;
 use zk_agent::jvm::{self, JavaCommand};
-use zk_agent::members::PeerDomain;
 use zk_agent::start::{self, StartOptions};
 use zk_agent::{log, probe, AgentError};
 
@@ -66,9 +66,9 @@ struct MemberArgs {
     /// Address the AdminServer and the metrics endpoint listen on.
     #[arg(long, env = "ZK_BIND_ADDRESS", default_value = "0.0.0.0")]
     bind_address: String,
-    #[arg(long, env = "ZK_ADMIN_PORT", default_value_t = 8080)]
+    #[arg(long, env = "ZK_ADMIN_PORT", default_value_t = vocabulary::ports::ADMIN)]
     admin_port: u16,
-    #[arg(long, env = "ZK_METRICS_PORT", default_value_t = 7000)]
+    #[arg(long, env = "ZK_METRICS_PORT", default_value_t = vocabulary::ports::METRICS)]
     metrics_port: u16,
     /// `new` only while the ensemble is created for the first time: then empty members may vote.
     #[arg(long, env = "ZK_ENSEMBLE_STATE", value_enum, default_value = "existing")]
@@ -234,7 +234,7 @@ fn start_options(args: &MemberArgs) -> Result<StartOptions, AgentError> {
         service: args
             .headless_service
             .clone()
-            .unwrap_or_else(|| format!("{}-headless", identity.name)),
+            .unwrap_or_else(|| vocabulary::headless_service(&identity.name)),
         namespace: args.namespace.clone(),
         cluster_domain: args.cluster_domain.clone(),
     };

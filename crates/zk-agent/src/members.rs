@@ -7,15 +7,8 @@
 use crate::AgentError;
 use std::fmt;
 
-pub const DEFAULT_QUORUM_PORT: u16 = 2888;
-pub const DEFAULT_ELECTION_PORT: u16 = 3888;
-pub const DEFAULT_CLIENT_PORT: u16 = 2181;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    Participant,
-    Observer,
-}
+use vocabulary::ports;
+pub use vocabulary::{PeerDomain, VotingRole as Role};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Member {
@@ -31,10 +24,7 @@ pub struct Member {
 
 impl fmt::Display for Member {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let role = match self.role {
-            Role::Participant => "participant",
-            Role::Observer => "observer",
-        };
+        let role = self.role.as_str();
         write!(
             f,
             "server.{}={}:{}:{}:{};",
@@ -69,13 +59,13 @@ impl Membership {
     pub fn from_statefulset(name: &str, replicas: u32, domain: &PeerDomain) -> Membership {
         let members = (0..replicas)
             .map(|ordinal| Member {
-                id: crate::identity::myid_for_ordinal(ordinal),
+                id: vocabulary::myid_for_ordinal(ordinal),
                 host: domain.host(name, ordinal),
-                quorum_port: DEFAULT_QUORUM_PORT,
-                election_port: DEFAULT_ELECTION_PORT,
+                quorum_port: ports::QUORUM,
+                election_port: ports::ELECTION,
                 role: Role::Participant,
                 client_address: None,
-                client_port: DEFAULT_CLIENT_PORT,
+                client_port: ports::CLIENT,
             })
             .collect();
         Membership { members, version: None }
@@ -164,23 +154,6 @@ fn parse_server(id: u64, value: &str) -> Result<Member, String> {
         client_address,
         client_port,
     })
-}
-
-/// Where peers live in DNS: `<name>-<i>.<service>.<namespace>.svc.<cluster domain>`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PeerDomain {
-    pub service: String,
-    pub namespace: String,
-    pub cluster_domain: String,
-}
-
-impl PeerDomain {
-    pub fn host(&self, name: &str, ordinal: u32) -> String {
-        format!(
-            "{name}-{ordinal}.{}.{}.svc.{}",
-            self.service, self.namespace, self.cluster_domain
-        )
-    }
 }
 
 #[cfg(test)]

@@ -4,12 +4,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ServingMode {
-    Leader,
-    Follower,
-    Observer,
-}
+pub use vocabulary::ServingRole as ServingMode;
 
 /// What `srvr` says about a server.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,14 +39,8 @@ pub fn parse_srvr(reply: &str) -> Result<SrvrState, String> {
     }
     let field = |name: &str| reply.lines().find_map(|l| l.strip_prefix(name)).map(str::trim);
     let mode = match field("Mode:") {
-        Some("leader") => ServingMode::Leader,
-        Some("follower") => ServingMode::Follower,
-        Some("observer") => ServingMode::Observer,
-        Some(other) => {
-            return Err(format!(
-                "srvr reported mode {other:?}, not leader, follower or observer"
-            ))
-        }
+        Some(mode) => ServingMode::from_mode(mode)
+            .ok_or_else(|| format!("srvr reported mode {mode:?}, not leader, follower or observer"))?,
         None => return Err(format!("srvr reply has no Mode line: {reply:?}")),
     };
     let zxid = field("Zxid:").and_then(|z| u64::from_str_radix(z.trim_start_matches("0x"), 16).ok());
