@@ -19,6 +19,10 @@ pub const DEFAULT_IMAGE_REPOSITORY: &str = "zkop/zookeeper";
 /// Set (to any new value, e.g. a timestamp) on a ZooKeeperCluster to restart its members one at a
 /// time, followers first and the leader last, as `kubectl rollout restart` does for Deployments.
 pub const RESTART_ANNOTATION: &str = "zookeeper.zkop.io/restart-requested-at";
+/// The longest cluster name: `<name>-headless` (Service) and `<name>-<10-char revision hash>`
+/// (the StatefulSet's revision label) must stay within 63 characters.
+pub const MAX_NAME_LENGTH: usize = 52;
+pub const DEFAULT_MEMBER_READY_TIMEOUT_SECONDS: u32 = 180;
 
 /// A ZooKeeper ensemble: a StatefulSet of members, each with its own volume, run by zk-agent.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -39,13 +43,16 @@ pub const RESTART_ANNOTATION: &str = "zookeeper.zkop.io/restart-requested-at";
     printcolumn(name = "Ready", type_ = "integer", json_path = ".status.readyReplicas"),
     printcolumn(name = "Leader", type_ = "string", json_path = ".status.leader"),
     printcolumn(name = "Version", type_ = "string", json_path = ".status.version"),
-    printcolumn(name = "Operation", type_ = "string", json_path = ".status.operation", priority = 1),
     printcolumn(
         name = "Available",
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Available\")].status"
     ),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(name = "Operation", type_ = "string", json_path = ".status.operation"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    printcolumn(name = "Message", type_ = "string", json_path = ".status.message"),
+    validation = Rule::new(format!("size(self.metadata.name) <= {MAX_NAME_LENGTH}"))
+        .message(format!("metadata.name must be at most {MAX_NAME_LENGTH} characters: the StatefulSet's pods, Services and revision labels derived from it must fit Kubernetes' 63-character limit").as_str())
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ZooKeeperClusterSpec {
@@ -97,6 +104,33 @@ pub struct ZooKeeperClusterSpec {
     /// Where members run.
     #[serde(default)]
     pub placement: PlacementSpec,
+
+    /// How day-2 restarts proceed.
+    #[serde(default)]
+    pub rollout: RolloutSpec,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutSpec {
+    /// How long a member may take to serve again after it was restarted or while it is down.
+    /// Past it the roll stops, keeps quorum, and says which member and why (condition and a
+    /// Warning event); fixing or reverting the spec resumes it. Default 180.
+    #[serde(default = "default_member_ready_timeout")]
+    #[schemars(range(min = 30, max = 86400))]
+    pub member_ready_timeout_seconds: u32,
+}
+
+impl Default for RolloutSpec {
+    fn default() -> Self {
+        RolloutSpec {
+            member_ready_timeout_seconds: DEFAULT_MEMBER_READY_TIMEOUT_SECONDS,
+        }
+    }
+}
+
+fn default_member_ready_timeout() -> u32 {
+    DEFAULT_MEMBER_READY_TIMEOUT_SECONDS
 }
 
 fn owned_config_keys() -> Vec<&'static str> {
@@ -293,6 +327,13 @@ pub struct ZooKeeperClusterStatus {
     /// The operation's current step, or what it waits for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operation_step: Option<String>,
+    /// One line for people: what is wrong, or that all is well.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// `existing` once the ensemble has had a quorum or its volumes data: from then on a member
+    /// with an empty disk must sync before it votes. Never goes back to `new`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ensemble_state: Option<String>,
 }
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -305,6 +346,15 @@ pub struct MemberStatus {
     /// leader, follower, observer, or none when not serving.
     pub role: String,
     pub ready: bool,
+    /// Why it does not serve, from its pod (e.g. ImagePullBackOff, CrashLoopBackOff, Unschedulable).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Restarts of its ZooKeeper container.
+    #[serde(default)]
+    pub restarts: i32,
+    /// It runs the current template.
+    #[serde(default)]
+    pub up_to_date: bool,
 }
 
 impl ZooKeeperClusterSpec {

@@ -160,7 +160,7 @@ async fn lost_disk_member_resyncs_and_rejoins() {
         "the empty member must start guarded:\n{log}"
     );
     let out = ns.zkcli("zk-1", &["ls", "/workload"]);
-    assert!(out.contains("w-00000000"), "zk-1 serves the data it synced: {out}");
+    assert!(out.contains("-w-00000000"), "zk-1 serves the data it synced: {out}");
 }
 
 /// Two of three pods deleted at once: quorum is lost, and the ensemble recovers by itself.

@@ -128,7 +128,7 @@ async fn operator_restart_during_creation_converges() {
         .iter()
         .map(|p| p.uid().unwrap())
         .collect();
-    assert_eq!(old.len(), 1, "one operator pod runs");
+    assert_eq!(old.len(), 2, "two operator replicas run");
     operator_pods
         .delete_collection(&DeleteParams::default(), &selector)
         .await
@@ -262,5 +262,5 @@ async fn configuration_change_reaches_every_member() {
         "data survives the rolling restart: {out}"
     );
     let (_, events) = ns.kubectl(&["get", "events", "-o", "jsonpath={.items[*].reason}"]);
-    assert!(events.contains("ConfigurationChanged"), "{events}");
+    assert!(events.contains("TemplateChanged"), "{events}");
 }

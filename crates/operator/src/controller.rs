@@ -1,61 +1,98 @@
-//! The thin layer that talks to the API: observe, apply the desired objects, write status.
+//! The controller: what it watches, and the reconcile pipeline.
+//!
+//! A reconcile reads as: observe (`observe`), compute the desired objects (`resources`, pure),
+//! apply them (`apply`), plan the next day-2 step (`planner`, pure), execute it (`execute`),
+//! write status and events (`report`). A failure in any stage names the stage and the object,
+//! and becomes a condition and a Warning event.
 
-use crate::ensemble;
-use crate::planner::{self, ClusterView, MemberState, MemberView, Step};
-use crate::resources::{
-    self, Inputs, Names, OperatorSettings, ADMIN_PASSWORD_KEY, CLIENT_PORT, CONFIG_HASH_ANNOTATION, ENSEMBLE_STATE_KEY,
-};
-use crate::status::{self, MemberObservation, Observed, Operation, StatefulSetObservation, AVAILABLE};
+use crate::error::{Error, Stage};
+use crate::events::{EventType, Publisher};
+use crate::metrics::{ClusterLabels, Metrics};
+use crate::observe::{self, Observation};
+use crate::planner::{self, ClusterView, Step};
+use crate::resources::{self, Inputs, Names, OperatorSettings};
+use crate::status::{self, Operation, StatusInputs};
+use crate::{apply, execute, report};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use k8s_openapi::NamespaceResourceScope;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, ApiResource, DynamicObject};
+use kube::runtime::controller::{self, Action, Controller};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
-use serde::de::DeserializeOwned;
-use serde::Serialize;
-use std::collections::BTreeSet;
-use std::fmt::Debug;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use zk_agent::guard::EnsembleState;
 use zkop_api::ZooKeeperCluster;
 
 pub const MANAGER: &str = "zookeeper-operator";
+/// Every object the operator makes carries this label; it watches nothing else.
+pub const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=zookeeper-operator";
 
 pub struct Context {
     pub client: Client,
     pub settings: OperatorSettings,
-    pub recorder: Recorder,
+    pub events: Publisher,
+    pub metrics: Arc<Metrics>,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("Kubernetes API: {0}")]
-    Kube(#[from] kube::Error),
+impl Context {
+    pub fn new(client: Client, settings: OperatorSettings, metrics: Arc<Metrics>) -> Context {
+        let instance = std::env::var("POD_NAME").unwrap_or_else(|_| MANAGER.into());
+        Context {
+            events: Publisher::new(client.clone(), MANAGER, &instance),
+            client,
+            settings,
+            metrics,
+        }
+    }
+
+    pub async fn publish(&self, zk: &ZooKeeperCluster, type_: EventType, reason: &str, note: String) {
+        self.publish_for(&zk.object_ref(&()), type_, reason, note).await;
+    }
+
+    pub async fn publish_for(
+        &self,
+        object: &k8s_openapi::api::core::v1::ObjectReference,
+        type_: EventType,
+        reason: &str,
+        note: String,
+    ) {
+        if let Err(error) = self.events.publish(object, type_, reason, &note).await {
+            tracing::warn!(%error, reason, "could not publish event");
+        }
+    }
 }
 
-pub async fn run(client: Client, settings: OperatorSettings) {
-    let clusters: Api<ZooKeeperCluster> = Api::all(client.clone());
-    let reporter = Reporter {
-        controller: MANAGER.into(),
-        instance: std::env::var("POD_NAME").ok(),
+pub async fn run(ctx: Arc<Context>) {
+    let client = ctx.client.clone();
+    let resource = ApiResource::erase::<ZooKeeperCluster>(&());
+    // Clusters are read as dynamic objects and decoded one by one, so that one that cannot be
+    // decoded is reported on its own and does not stall the watch of all the others.
+    let clusters: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
+    let owned = watcher::Config::default().labels(MANAGED_SELECTOR);
+    let pods = watcher::Config::default().labels(&format!("app.kubernetes.io/name=zookeeper,{MANAGED_SELECTOR}"));
+    let cluster_of_pod = {
+        let resource = resource.clone();
+        move |pod: Pod| {
+            let cluster = pod.labels().get("app.kubernetes.io/instance").cloned();
+            let namespace = pod.namespace();
+            cluster
+                .zip(namespace)
+                .map(|(name, ns)| ObjectRef::new_with(&name, resource.clone()).within(&ns))
+        }
     };
-    let context = Arc::new(Context {
-        client: client.clone(),
-        settings,
-        recorder: Recorder::new(client.clone(), reporter),
-    });
-    Controller::new(clusters, watcher::Config::default())
-        .owns(Api::<StatefulSet>::all(client.clone()), watcher::Config::default())
-        .owns(Api::<ConfigMap>::all(client.clone()), watcher::Config::default())
-        .owns(Api::<Service>::all(client.clone()), watcher::Config::default())
+    Controller::new_with(clusters, watcher::Config::default(), resource)
+        .owns_with(Api::<StatefulSet>::all(client.clone()), (), owned.clone())
+        .owns_with(Api::<ConfigMap>::all(client.clone()), (), owned.clone())
+        .owns_with(Api::<Service>::all(client.clone()), (), owned)
+        .watches(Api::<Pod>::all(client.clone()), pods, cluster_of_pod)
+        .with_config(controller::Config::default().debounce(Duration::from_millis(500)))
         .shutdown_on_signal()
-        .run(reconcile, error_policy, context)
+        .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
             match result {
                 Ok((object, _)) => tracing::debug!(cluster = %object.name, "reconciled"),
@@ -65,83 +102,108 @@ pub async fn run(client: Client, settings: OperatorSettings) {
         .await;
 }
 
-fn error_policy(zk: Arc<ZooKeeperCluster>, error: &Error, _ctx: Arc<Context>) -> Action {
-    tracing::warn!(cluster = %zk.name_any(), %error, "will retry");
+fn error_policy(object: Arc<DynamicObject>, error: &Error, _ctx: Arc<Context>) -> Action {
+    tracing::warn!(cluster = %object.name_any(), %error, "will retry");
     Action::requeue(Duration::from_secs(5))
 }
 
-pub async fn reconcile(zk: Arc<ZooKeeperCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
+async fn reconcile(object: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    ctx.metrics.reconciles.inc();
+    let zk = match decode(&object) {
+        Ok(zk) => zk,
+        Err(message) => {
+            report::undecodable(&ctx, &object, &message).await;
+            ctx.metrics.failed(Stage::Decode);
+            return Ok(Action::await_change());
+        }
+    };
+    let result = reconcile_cluster(&zk, &ctx).await;
+    ctx.metrics.duration.observe(started.elapsed().as_secs_f64());
+    let labels = ClusterLabels {
+        namespace: zk.namespace().unwrap_or_default(),
+        cluster: zk.name_any(),
+    };
+    match result {
+        Ok(action) => {
+            ctx.metrics.failing.get_or_create(&labels).set(0);
+            Ok(action)
+        }
+        Err(error) => {
+            ctx.metrics.failed(error.stage());
+            ctx.metrics.failing.get_or_create(&labels).set(1);
+            report::failure(&ctx, &zk, &error).await;
+            Err(error)
+        }
+    }
+}
+
+/// The resource, from the dynamic object the watch delivered. A status that cannot be read is
+/// dropped (the operator writes it anew), keeping the ensemble-state witness if it is legible;
+/// a spec that cannot be read is an error naming the field.
+pub fn decode(object: &DynamicObject) -> Result<ZooKeeperCluster, String> {
+    let mut value = serde_json::to_value(object).map_err(|e| e.to_string())?;
+    let read = |value: serde_json::Value| {
+        serde_path_to_error::deserialize::<_, ZooKeeperCluster>(value)
+            .map_err(|e| format!("{} at {}", e.inner(), e.path()))
+    };
+    match read(value.clone()) {
+        Ok(zk) => Ok(zk),
+        Err(error) => {
+            let witness = value
+                .pointer("/status/ensembleState")
+                .and_then(|s| s.as_str())
+                .map(String::from);
+            let Some(map) = value.as_object_mut() else {
+                return Err(error);
+            };
+            if map.remove("status").is_none() {
+                return Err(error);
+            }
+            let mut zk = read(value).map_err(|_| error.clone())?;
+            tracing::warn!(cluster = %zk.name_any(), %error, "the status cannot be read; writing it anew");
+            zk.status = Some(zkop_api::ZooKeeperClusterStatus {
+                ensemble_state: witness,
+                ..Default::default()
+            });
+            Ok(zk)
+        }
+    }
+}
+
+async fn reconcile_cluster(zk: &ZooKeeperCluster, ctx: &Context) -> Result<Action, Error> {
+    let names = Names::of(zk);
     if zk.metadata.deletion_timestamp.is_some() {
         // Owner references remove what the cluster owns; volumes follow the retention policy.
+        ctx.metrics.forget(&names.namespace, &names.cluster);
         return Ok(Action::await_change());
     }
-    let names = Names::of(&zk);
-    let client = &ctx.client;
-    let statefulsets: Api<StatefulSet> = Api::namespaced(client.clone(), &names.namespace);
-    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &names.namespace);
-    let existing_sts = statefulsets.get_opt(&names.statefulset()).await?;
-    let existing_cm = config_maps.get_opt(&names.config_map()).await?;
-    let admin_password = ensure_admin_secret(client, &zk, &names).await?;
+    let now = Timestamp::now();
 
-    let observed = observe(client, &names, existing_sts.as_ref()).await?;
-    let available = status::available(&zk, &observed);
-    let recorded_state = existing_cm
-        .as_ref()
-        .and_then(|cm| cm.data.as_ref())
-        .and_then(|data| data.get(ENSEMBLE_STATE_KEY))
-        .map(String::as_str);
-    let ensemble_state = status::ensemble_state(recorded_state, available, zk.status.as_ref());
+    let observation = observe::observe(&ctx.client, &names).await?;
+    ctx.metrics
+        .api_reachable
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let ensemble_state = status::ensemble_state(
+        observation.recorded_ensemble_state(),
+        status::available(zk, &observation.members),
+        zk.status.as_ref(),
+        observe::volumes_predate_cluster(zk, &names, &observation.claims),
+    );
 
-    // Day-2 work starts once the ensemble exists; until then the StatefulSet follows the spec.
-    let plan = match (&existing_sts, ensemble_state) {
-        (Some(sts), EnsembleState::Existing) => {
-            let voters = ensemble::voters(&observed, &admin_password).await;
-            let statefulset_replicas = sts
-                .spec
-                .as_ref()
-                .and_then(|s| s.replicas)
-                .and_then(|r| u32::try_from(r).ok())
-                .unwrap_or(0);
-            let leftover_volumes = leftover_volumes(client, &names, statefulset_replicas).await?;
-            let view = ClusterView {
-                statefulset: names.statefulset(),
-                desired_replicas: u32::try_from(zk.spec.replicas).unwrap_or(1),
-                statefulset_replicas,
-                members: observed
-                    .members
-                    .iter()
-                    .map(|m| MemberView {
-                        ordinal: m.ordinal,
-                        up_to_date: m.up_to_date,
-                        state: match (m.terminating, m.serving) {
-                            (true, _) => MemberState::Terminating,
-                            (false, Some(role)) => MemberState::Serving(role),
-                            (false, None) => MemberState::Running,
-                        },
-                        down_for: Duration::ZERO,
-                        cause: None,
-                    })
-                    .collect(),
-                voters,
-                leftover_volumes,
-                member_ready_timeout: Duration::from_secs(180),
-            };
-            let step = planner::plan(&view);
-            Some((view, step))
-        }
-        _ => None,
-    };
+    let plan = plan(zk, &names, &observation, ensemble_state, now);
     let statefulset_replicas = match &plan {
         Some((_, Step::SetReplicas(n))) => i32::try_from(*n).unwrap_or(zk.spec.replicas),
         Some((view, _)) => i32::try_from(view.statefulset_replicas).unwrap_or(zk.spec.replicas),
         None => zk.spec.replicas,
     };
-    let claim_templates = existing_sts
+    let claim_templates = observation
+        .statefulset
         .as_ref()
         .and_then(|s| s.spec.as_ref())
         .and_then(|s| s.volume_claim_templates.clone());
     let desired = resources::desired(
-        &zk,
+        zk,
         &ctx.settings,
         Inputs {
             ensemble_state,
@@ -150,15 +212,12 @@ pub async fn reconcile(zk: Arc<ZooKeeperCluster>, ctx: Arc<Context>) -> Result<A
         },
     );
 
-    apply(client, &desired.service_account).await?;
-    apply(client, &desired.headless_service).await?;
-    apply(client, &desired.client_service).await?;
-    // Before the StatefulSet: a member added by this reconcile must find itself in the members file.
-    apply(client, &desired.config_map).await?;
-    apply(client, &desired.pod_disruption_budget).await?;
-    let previous_hash = existing_sts.as_ref().and_then(template_hash);
-    apply(client, &desired.statefulset).await?;
-    grow_volumes(&ctx, &zk, &names).await?;
+    let password = apply::apply(ctx, zk, &names, &desired, &observation).await?;
+
+    let outcome = match &plan {
+        Some((_, step)) => execute::execute(ctx, &names, &observation, step, &password).await?,
+        None => None,
+    };
 
     let operation = plan
         .as_ref()
@@ -167,398 +226,130 @@ pub async fn reconcile(zk: Arc<ZooKeeperCluster>, ctx: Arc<Context>) -> Result<A
             kind: kind.to_string(),
             step,
         });
-    if let Some((_, step)) = &plan {
-        execute(&ctx, &zk, &names, &observed, step, &admin_password).await?;
-    }
-
+    let stuck: Vec<String> = plan
+        .as_ref()
+        .map(|(view, _)| planner::stuck(view).iter().map(|m| names.pod(m.ordinal)).collect())
+        .unwrap_or_default();
     let status = status::compute(
-        &zk,
-        &observed,
-        operation.as_ref(),
-        names.label_selector(),
-        Time(k8s_openapi::jiff::Timestamp::now()),
+        zk,
+        StatusInputs {
+            members: &observation.members,
+            statefulset: observation.statefulset_status.as_ref(),
+            operation: operation.as_ref(),
+            stuck: &stuck,
+            ensemble_state,
+            selector: names.label_selector(),
+            now: Time(now),
+        },
     );
-    publish_events(
-        &ctx,
-        &zk,
-        existing_sts.is_none(),
-        previous_hash,
-        &desired.statefulset,
-        recorded_state,
-        ensemble_state,
-        &status,
-    )
-    .await;
-    let clusters: Api<ZooKeeperCluster> = Api::namespaced(client.clone(), &names.namespace);
-    let patch = serde_json::json!({
-        "apiVersion": ZooKeeperCluster::api_version(&()),
-        "kind": ZooKeeperCluster::kind(&()),
-        "status": status,
-    });
-    clusters
-        .patch_status(
-            &names.cluster,
-            &PatchParams::apply(MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await?;
+    ctx.metrics.set_operation(
+        &names.namespace,
+        &names.cluster,
+        operation.as_ref().map(|o| o.kind.as_str()),
+    );
+    ctx.metrics
+        .stuck_members
+        .get_or_create(&ClusterLabels {
+            namespace: names.namespace.clone(),
+            cluster: names.cluster.clone(),
+        })
+        .set(i64::try_from(stuck.len()).unwrap_or(i64::MAX));
+
+    let changes = report::Changes {
+        created: observation.statefulset.is_none(),
+        configuration_changed: template_changed(observation.statefulset.as_ref(), &desired.statefulset),
+        bootstrapped: observation.recorded_ensemble_state() != Some(status::EXISTING)
+            && ensemble_state == EnsembleState::Existing
+            && observation.statefulset.is_some(),
+    };
+    for (type_, reason, note) in report::events(zk, &status, &changes).into_iter().chain(outcome) {
+        ctx.publish(zk, type_, reason, note).await;
+    }
+    report::write_status(ctx, &names, &status).await?;
 
     let settled = operation.is_none()
-        && status::condition_is_true(Some(&status), AVAILABLE)
+        && status::condition_is_true(Some(&status), status::AVAILABLE)
         && status.ready_replicas == zk.spec.replicas
         && !status::condition_is_true(Some(&status), status::PROGRESSING);
     Ok(Action::requeue(Duration::from_secs(if settled { 30 } else { 2 })))
 }
 
-/// Carries out the planner's step. Waiting and resizing need nothing more here (the resize was
-/// applied with the StatefulSet).
-async fn execute(
-    ctx: &Context,
+/// The planner's view and step, once the ensemble exists; until then the StatefulSet simply
+/// follows the spec.
+fn plan(
     zk: &ZooKeeperCluster,
     names: &Names,
-    observed: &Observed,
-    step: &Step,
-    admin_password: &str,
-) -> Result<(), Error> {
-    match step {
-        Step::Restart { ordinal, reason } => {
-            let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &names.namespace);
-            pods.delete(&names.pod(*ordinal), &DeleteParams::default()).await?;
-            publish(
-                ctx,
-                zk,
-                EventType::Normal,
-                "RestartingMember",
-                format!("restarting {}: {reason}", names.pod(*ordinal)),
-            )
-            .await;
-        }
-        Step::AddVoter { id } => {
-            let line = ensemble::member_line(names, &ctx.settings, *id);
-            let result = ensemble::reconfigure(observed, admin_password, Some(&line), None, *id).await;
-            report_reconfiguration(
-                ctx,
-                zk,
-                "AddedVoter",
-                format!("server.{id} joined the ensemble's voters"),
-                result,
-            )
-            .await;
-        }
-        Step::RemoveVoter { id } => {
-            let result = ensemble::reconfigure(observed, admin_password, None, Some(*id), *id).await;
-            report_reconfiguration(
-                ctx,
-                zk,
-                "RemovedVoter",
-                format!("server.{id} left the ensemble"),
-                result,
-            )
-            .await;
-        }
-        Step::SetReplicas(n) => {
-            publish(
-                ctx,
-                zk,
-                EventType::Normal,
-                "Resized",
-                format!("StatefulSet resized to {n} members"),
-            )
-            .await;
-        }
-        Step::DeleteVolume { ordinal } => {
-            let claims: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &names.namespace);
-            let claim = names.claim(*ordinal);
-            claims.delete(&claim, &DeleteParams::default()).await?;
-            let note = format!("deleted {claim}, retained when member {ordinal} was removed: it is added again empty");
-            publish(ctx, zk, EventType::Normal, "DeletedStaleVolume", note).await;
-        }
-        Step::Wait(_) | Step::Idle => {}
-    }
-    Ok(())
-}
-
-async fn report_reconfiguration(
-    ctx: &Context,
-    zk: &ZooKeeperCluster,
-    reason: &str,
-    done: String,
-    result: Result<(), String>,
-) {
-    match result {
-        Ok(()) => publish(ctx, zk, EventType::Normal, reason, done).await,
-        // Not an error of the reconcile: the next one observes the ensemble again and decides anew.
-        Err(why) => publish(ctx, zk, EventType::Warning, "ReconfigurationPending", why).await,
-    }
-}
-
-/// The super user's password, from the cluster's admin Secret, created on first use.
-async fn ensure_admin_secret(client: &Client, zk: &ZooKeeperCluster, names: &Names) -> Result<String, Error> {
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), &names.namespace);
-    if let Some(secret) = secrets.get_opt(&names.admin_secret()).await? {
-        if let Some(password) = secret.data.as_ref().and_then(|d| d.get(ADMIN_PASSWORD_KEY)) {
-            return Ok(String::from_utf8_lossy(&password.0).into_owned());
-        }
-    }
-    let password = ensemble::new_password();
-    let secret = resources::admin_secret(zk, &password);
-    match secrets.create(&PostParams::default(), &secret).await {
-        Ok(_) => Ok(password),
-        // Created meanwhile by another reconcile: use that one.
-        Err(kube::Error::Api(status)) if status.code == 409 => {
-            let secret = secrets.get(&names.admin_secret()).await?;
-            let password = secret
-                .data
-                .as_ref()
-                .and_then(|d| d.get(ADMIN_PASSWORD_KEY))
-                .map(|p| p.0.clone())
-                .unwrap_or_default();
-            Ok(String::from_utf8_lossy(&password).into_owned())
-        }
-        Err(error) => Err(error.into()),
-    }
-}
-
-async fn apply<K>(client: &Client, object: &K) -> Result<(), Error>
-where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Serialize + DeserializeOwned + Clone + Debug,
-{
-    let api: Api<K> = Api::namespaced(client.clone(), object.meta().namespace.as_deref().unwrap_or("default"));
-    api.patch(
-        &object.name_any(),
-        &PatchParams::apply(MANAGER).force(),
-        &Patch::Apply(object),
-    )
-    .await?;
-    Ok(())
-}
-
-/// Pods of the cluster and what each one's `srvr` says.
-async fn observe(client: &Client, names: &Names, statefulset: Option<&StatefulSet>) -> Result<Observed, Error> {
-    let pods: Api<Pod> = Api::namespaced(client.clone(), &names.namespace);
-    let list = pods
-        .list(&ListParams::default().labels(&names.label_selector()))
-        .await?;
-    let update_revision = statefulset
-        .and_then(|s| s.status.as_ref())
-        .and_then(|s| s.update_revision.clone());
-    let probes = list.items.into_iter().filter_map(|pod| {
-        let name = pod.name_any();
-        let up_to_date =
-            update_revision.is_some() && pod.labels().get("controller-revision-hash") == update_revision.as_ref();
-        let ordinal = name
-            .strip_prefix(&format!("{}-", names.statefulset()))?
-            .parse::<u32>()
-            .ok()?;
-        let address = pod
-            .status
-            .as_ref()
-            .and_then(|s| s.pod_ip.clone())
-            .map(|ip| format!("{ip}:{CLIENT_PORT}"));
-        let terminating = pod.metadata.deletion_timestamp.is_some();
-        Some(tokio::task::spawn_blocking(move || {
-            let serving = address
-                .as_ref()
-                .filter(|_| !terminating)
-                .and_then(|address| zk_agent::probe::ready(address, Duration::from_secs(2)).ok());
-            MemberObservation {
-                pod: name,
-                ordinal,
-                serving,
-                up_to_date,
-                terminating,
-                address,
-            }
-        }))
-    });
-    let mut members: Vec<MemberObservation> = futures::future::join_all(probes)
-        .await
-        .into_iter()
-        .filter_map(Result::ok)
-        .collect();
-    members.sort_by_key(|m| m.ordinal);
-    let statefulset = statefulset.map(|sts| {
-        let s = sts.status.clone().unwrap_or_default();
-        let generation_seen = s.observed_generation >= sts.metadata.generation;
-        StatefulSetObservation {
-            replicas: s.replicas,
-            ready_replicas: s.ready_replicas.unwrap_or(0),
-            updated_replicas: s.updated_replicas.unwrap_or(0),
-            // With OnDelete the StatefulSet controller never advances currentRevision, so
-            // "rolled out" is every pod on the update revision.
-            rolled_out: generation_seen
-                && s.updated_replicas.unwrap_or(0) == sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0),
-        }
-    });
-    Ok(Observed { statefulset, members })
-}
-
-/// Ordinals at or beyond the StatefulSet's size that still have a volume (retained by
-/// `whenScaled: Retain`, or not yet deleted).
-async fn leftover_volumes(client: &Client, names: &Names, replicas: u32) -> Result<BTreeSet<u32>, Error> {
-    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &names.namespace);
-    let prefix = format!("{}-", names.claim_prefix());
-    Ok(claims
-        .list(&ListParams::default().labels(&names.label_selector()))
-        .await?
-        .items
-        .iter()
-        .filter(|c| c.metadata.deletion_timestamp.is_none())
-        .filter_map(|c| c.name_any().strip_prefix(&prefix)?.parse::<u32>().ok())
-        .filter(|ordinal| *ordinal >= replicas)
-        .collect())
-}
-
-/// Volumes grow in place (where the StorageClass allows expansion); the StatefulSet's claim
-/// templates cannot change, so each member's claim is resized.
-async fn grow_volumes(ctx: &Context, zk: &ZooKeeperCluster, names: &Names) -> Result<(), Error> {
-    let Some(wanted) = quantity_bytes(&zk.spec.storage.size) else {
-        return Ok(());
-    };
-    let claims: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &names.namespace);
-    for claim in claims
-        .list(&ListParams::default().labels(&names.label_selector()))
-        .await?
-        .items
-    {
-        let requested = claim
-            .spec
-            .as_ref()
-            .and_then(|s| s.resources.as_ref())
-            .and_then(|r| r.requests.as_ref())
-            .and_then(|r| r.get("storage"))
-            .and_then(|q| quantity_bytes(&q.0));
-        if requested.is_some_and(|r| r < wanted) {
-            let patch = serde_json::json!({"spec": {"resources": {"requests": {"storage": zk.spec.storage.size}}}});
-            if let Err(error) = claims
-                .patch(&claim.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-            {
-                let note = format!("cannot grow {} to {}: {error}", claim.name_any(), zk.spec.storage.size);
-                warn_event(ctx, zk, "VolumeResizeFailed", note).await;
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Bytes in a Kubernetes quantity such as 10Gi, 500M or 1073741824; None if it is not one.
-pub fn quantity_bytes(text: &str) -> Option<u128> {
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, suffix) = text.split_at(split);
-    let multiplier: u128 = match suffix {
-        "" => 1,
-        "k" => 1000,
-        "M" => 1000u128.pow(2),
-        "G" => 1000u128.pow(3),
-        "T" => 1000u128.pow(4),
-        "Ki" => 1 << 10,
-        "Mi" => 1 << 20,
-        "Gi" => 1 << 30,
-        "Ti" => 1 << 40,
-        _ => return None,
-    };
-    let value: f64 = number.parse().ok()?;
-    Some((value * multiplier as f64) as u128)
-}
-
-fn template_hash(sts: &StatefulSet) -> Option<String> {
-    sts.spec
-        .as_ref()?
-        .template
-        .metadata
-        .as_ref()?
-        .annotations
-        .as_ref()?
-        .get(CONFIG_HASH_ANNOTATION)
-        .cloned()
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn publish_events(
-    ctx: &Context,
-    zk: &ZooKeeperCluster,
-    created: bool,
-    previous_hash: Option<String>,
-    statefulset: &StatefulSet,
-    recorded_state: Option<&str>,
+    observation: &Observation,
     ensemble_state: EnsembleState,
-    status: &zkop_api::ZooKeeperClusterStatus,
-) {
-    let mut events = Vec::new();
-    if created {
-        events.push((
-            EventType::Normal,
-            "Creating",
-            format!("creating an ensemble of {} members", zk.spec.replicas),
-        ));
+    now: Timestamp,
+) -> Option<(ClusterView, Step)> {
+    if observation.statefulset.is_none() || ensemble_state != EnsembleState::Existing {
+        return None;
     }
-    let new_hash = template_hash(statefulset);
-    if previous_hash.is_some() && previous_hash != new_hash {
-        events.push((
-            EventType::Normal,
-            "ConfigurationChanged",
-            "spec.config changed: restarting members to apply it".into(),
-        ));
-    }
-    if recorded_state != Some("existing") && ensemble_state == EnsembleState::Existing {
-        events.push((
-            EventType::Normal,
-            "Bootstrapped",
-            "the ensemble reached quorum for the first time; empty members must now sync before voting".into(),
-        ));
-    }
-    let was_available = status::condition_is_true(zk.status.as_ref(), AVAILABLE);
-    let is_available = status::condition_is_true(Some(status), AVAILABLE);
-    if is_available && !was_available {
-        events.push((
-            EventType::Normal,
-            "Available",
-            format!("quorum served, leader {}", status.leader.as_deref().unwrap_or("?")),
-        ));
-    }
-    if was_available && !is_available {
-        events.push((
-            EventType::Warning,
-            "QuorumLost",
-            "fewer than a quorum of members serve".into(),
-        ));
-    }
-    for (kind, reason, note) in events {
-        publish(ctx, zk, kind, reason, note).await;
-    }
+    let view = observe::cluster_view(zk, names, observation, now);
+    let step = planner::plan(&view);
+    Some((view, step))
 }
 
-async fn warn_event(ctx: &Context, zk: &ZooKeeperCluster, reason: &str, note: String) {
-    publish(ctx, zk, EventType::Warning, reason, note).await;
-}
-
-async fn publish(ctx: &Context, zk: &ZooKeeperCluster, type_: EventType, reason: &str, note: String) {
-    let event = Event {
-        type_,
-        reason: reason.into(),
-        note: Some(note),
-        action: "Reconcile".into(),
-        secondary: None,
+/// The configuration revision the pod template names changed: a roll follows.
+fn template_changed(existing: Option<&StatefulSet>, desired: &StatefulSet) -> bool {
+    let revision = |sts: &StatefulSet| -> Option<String> {
+        let volumes = sts.spec.as_ref()?.template.spec.as_ref()?.volumes.clone()?;
+        let sources = volumes
+            .iter()
+            .find(|v| v.name == "config")?
+            .projected
+            .clone()?
+            .sources?;
+        sources.last()?.config_map.as_ref().map(|c| c.name.clone())
     };
-    if let Err(error) = ctx.recorder.publish(&event, &zk.object_ref(&())).await {
-        tracing::warn!(%error, reason, "could not publish event");
-    }
+    existing.is_some_and(|e| revision(e).is_some_and(|old| Some(old) != revision(desired)))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::quantity_bytes;
+    use super::*;
+    use serde_json::json;
+
+    fn dynamic(value: serde_json::Value) -> DynamicObject {
+        serde_json::from_value(value).unwrap()
+    }
 
     #[test]
-    fn parses_quantities() {
-        assert_eq!(quantity_bytes("1Gi"), Some(1 << 30));
-        assert_eq!(quantity_bytes("500M"), Some(500_000_000));
-        assert_eq!(quantity_bytes("1.5Gi"), Some(3 << 29));
-        assert_eq!(quantity_bytes("42"), Some(42));
-        assert_eq!(quantity_bytes("10Xi"), None);
-        assert!(quantity_bytes("2Gi") > quantity_bytes("1500Mi"));
+    fn a_cluster_decodes_from_the_dynamic_object_the_watch_delivers() {
+        let object = dynamic(json!({
+            "apiVersion": "zookeeper.zkop.io/v1alpha1", "kind": "ZooKeeperCluster",
+            "metadata": {"name": "zk", "namespace": "ns"},
+            "spec": {"replicas": 3},
+            "status": {"readyReplicas": 3, "ensembleState": "existing"},
+        }));
+        let zk = decode(&object).unwrap();
+        assert_eq!(zk.spec.replicas, 3);
+        assert_eq!(zk.status.unwrap().ready_replicas, 3);
+    }
+
+    #[test]
+    fn an_illegible_status_is_dropped_but_the_ensemble_state_is_kept() {
+        let object = dynamic(json!({
+            "apiVersion": "zookeeper.zkop.io/v1alpha1", "kind": "ZooKeeperCluster",
+            "metadata": {"name": "zk", "namespace": "ns"},
+            "spec": {},
+            "status": {"readyReplicas": 5_000_000_000u64, "ensembleState": "existing"},
+        }));
+        let zk = decode(&object).unwrap();
+        let status = zk.status.unwrap();
+        assert_eq!(status.ready_replicas, 0);
+        assert_eq!(status.ensemble_state.as_deref(), Some("existing"));
+    }
+
+    #[test]
+    fn an_illegible_spec_is_an_error_naming_the_field() {
+        let object = dynamic(json!({
+            "apiVersion": "zookeeper.zkop.io/v1alpha1", "kind": "ZooKeeperCluster",
+            "metadata": {"name": "zk", "namespace": "ns"},
+            "spec": {"replicas": "three"},
+        }));
+        let error = decode(&object).unwrap_err();
+        assert!(error.contains("spec.replicas"), "{error}");
     }
 }

@@ -1,10 +1,22 @@
 #![recursion_limit = "256"]
-//! The ZooKeeperCluster operator. Pure parts compute: `resources` (the desired objects), `status`
-//! (status and conditions), `planner` (the next safe day-2 step). Thin parts act: `controller`
-//! (observe, apply, execute, report) and `ensemble` (ZooKeeper's own configuration).
+//! The ZooKeeperCluster operator.
+//!
+//! A reconcile is a pipeline, one module a stage: `observe` (read the cluster's objects and the
+//! ensemble), `resources` (the desired objects, pure), `apply`, `planner` (the next safe day-2
+//! step, pure), `execute`, `report` (status from `status`, pure, and events). `controller` wires
+//! the watches to the pipeline; `ensemble` talks to ZooKeeper; `leader` elects one acting
+//! replica; `metrics` serves `/metrics` and health.
 
+pub mod apply;
 pub mod controller;
 pub mod ensemble;
+pub mod error;
+pub mod events;
+pub mod execute;
+pub mod leader;
+pub mod metrics;
+pub mod observe;
 pub mod planner;
+pub mod report;
 pub mod resources;
 pub mod status;

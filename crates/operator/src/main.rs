@@ -1,4 +1,8 @@
-use zkop_operator::controller;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use zkop_operator::controller::{self, Context};
+use zkop_operator::leader::LeaderElection;
+use zkop_operator::metrics::{self, Metrics};
 use zkop_operator::resources::OperatorSettings;
 
 #[tokio::main]
@@ -13,6 +17,11 @@ async fn main() -> std::process::ExitCode {
     let settings = OperatorSettings {
         cluster_domain: std::env::var("ZKOP_CLUSTER_DOMAIN").unwrap_or_else(|_| "cluster.local".into()),
     };
+    let metrics_address = std::env::var("ZKOP_METRICS_ADDRESS").unwrap_or_else(|_| "0.0.0.0:8080".into());
+    let Ok(metrics_address) = metrics_address.parse::<std::net::SocketAddr>() else {
+        tracing::error!(%metrics_address, "ZKOP_METRICS_ADDRESS is not an address:port such as 0.0.0.0:8080");
+        return std::process::ExitCode::from(2);
+    };
     let client = match kube::Client::try_default().await {
         Ok(client) => client,
         Err(error) => {
@@ -20,7 +29,54 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
+    let metrics = Arc::new(Metrics::default());
+    tokio::spawn({
+        let metrics = metrics.clone();
+        async move {
+            if let Err(error) = metrics::serve(metrics_address, metrics).await {
+                tracing::error!(%error, %metrics_address, "cannot serve metrics and health");
+                std::process::exit(1);
+            }
+        }
+    });
     tracing::info!(cluster_domain = %settings.cluster_domain, "zookeeper-operator starting");
-    controller::run(client, settings).await;
-    std::process::ExitCode::SUCCESS
+    let ctx = Arc::new(Context::new(client.clone(), settings, metrics.clone()));
+    let contact = {
+        let metrics = metrics.clone();
+        move || metrics.api_reachable.store(true, Ordering::Relaxed)
+    };
+
+    // Several replicas elect one that acts; outside a pod (no POD_NAMESPACE) there is one.
+    let (Ok(namespace), Ok(identity)) = (std::env::var("POD_NAMESPACE"), std::env::var("POD_NAME")) else {
+        tracing::info!("POD_NAMESPACE or POD_NAME not set: running without leader election");
+        metrics.leader.set(1);
+        controller::run(ctx).await;
+        return std::process::ExitCode::SUCCESS;
+    };
+    let lease_name = std::env::var("ZKOP_LEASE_NAME").unwrap_or_else(|_| "zookeeper-operator".into());
+    let election = LeaderElection::new(kube::Api::namespaced(client, &namespace), &lease_name, &identity);
+    tokio::select! {
+        _ = election.acquire(&contact) => {}
+        _ = terminated() => return std::process::ExitCode::SUCCESS,
+    }
+    metrics.leader.set(1);
+    tokio::select! {
+        // The controller returns on SIGTERM or SIGINT, after in-flight reconciles finish.
+        _ = controller::run(ctx) => {
+            election.release().await;
+            std::process::ExitCode::SUCCESS
+        }
+        _ = election.keep(&contact) => {
+            tracing::error!("lost the leader Lease: exiting, to come back as a standby");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn terminated() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
 }

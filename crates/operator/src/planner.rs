@@ -105,29 +105,32 @@ impl ClusterView {
         format!("{}-{ordinal}", self.statefulset)
     }
 
-    /// "zk-2 (ImagePullBackOff: ..., for 40s)", for wait reasons.
+    /// "zk-2 not running for 40s: ImagePullBackOff: ...", for wait reasons.
     fn describe_down(&self, members: &[&MemberView]) -> String {
         members
             .iter()
             .map(|m| {
-                let mut details = Vec::new();
-                details.push(match &m.state {
-                    MemberState::Missing => "missing".to_string(),
-                    MemberState::Terminating => "terminating".to_string(),
-                    MemberState::Running => "running, not serving".to_string(),
-                    MemberState::Broken => "not running".to_string(),
-                    MemberState::Serving(role) => role.to_string(),
-                });
-                if let Some(cause) = &m.cause {
-                    details.push(cause.clone());
-                }
+                let mut text = format!(
+                    "{} {}",
+                    self.pod(m.ordinal),
+                    match &m.state {
+                        MemberState::Missing => "missing".to_string(),
+                        MemberState::Terminating => "terminating".to_string(),
+                        MemberState::Running => "running but not serving".to_string(),
+                        MemberState::Broken => "not running".to_string(),
+                        MemberState::Serving(role) => role.to_string(),
+                    }
+                );
                 if !m.down_for.is_zero() {
-                    details.push(format!("for {}s", m.down_for.as_secs()));
+                    text.push_str(&format!(" for {}s", m.down_for.as_secs()));
                 }
-                format!("{} ({})", self.pod(m.ordinal), details.join(": "))
+                if let Some(cause) = &m.cause {
+                    text.push_str(&format!(": {cause}"));
+                }
+                text
             })
             .collect::<Vec<_>>()
-            .join(", ")
+            .join("; ")
     }
 }
 
@@ -235,7 +238,7 @@ pub fn plan(view: &ClusterView) -> Step {
         let others_down: Vec<&MemberView> = down.iter().copied().filter(|m| m.id() != leaving).collect();
         if !others_down.is_empty() {
             return Step::Wait(format!(
-                "waiting for {} to serve before removing server.{leaving}",
+                "waiting for members to serve before removing server.{leaving}: {}",
                 view.describe_down(&others_down)
             ));
         }
@@ -274,7 +277,7 @@ pub fn plan(view: &ClusterView) -> Step {
     if view.statefulset_replicas < view.desired_replicas {
         if !down.is_empty() {
             return Step::Wait(format!(
-                "waiting for {} to serve before adding a member",
+                "waiting for members to serve before adding one: {}",
                 view.describe_down(&down)
             ));
         }
@@ -294,23 +297,20 @@ pub fn plan(view: &ClusterView) -> Step {
         return if down.is_empty() {
             Step::Idle
         } else {
-            Step::Wait(format!("waiting for {} to serve", view.describe_down(&down)))
+            Step::Wait(format!("waiting for members to serve: {}", view.describe_down(&down)))
         };
     }
     if !down.is_empty() {
         let stopped = down.iter().any(|m| m.down_for >= view.member_ready_timeout);
-        return Step::Wait(format!(
-            "{}: waiting for {} to serve before restarting the next",
-            if stopped {
-                format!(
-                    "roll stopped after {}s without the member serving; fix or revert the spec",
-                    view.member_ready_timeout.as_secs()
-                )
-            } else {
-                "roll paused".to_string()
-            },
-            view.describe_down(&down)
-        ));
+        return Step::Wait(if stopped {
+            format!(
+                "roll stopped: a member has not served for {}s; fix or revert the spec: {}",
+                view.member_ready_timeout.as_secs(),
+                view.describe_down(&down)
+            )
+        } else {
+            format!("roll paused while a member is down: {}", view.describe_down(&down))
+        });
     }
     let next = outdated
         .iter()
@@ -426,7 +426,7 @@ mod tests {
         use Role::*;
         let members = vec![member(0, false, Some(Leader)), member(1, false, Some(Follower))];
         match plan(&view(3, 3, members, &[1, 2, 3])) {
-            Step::Wait(reason) => assert!(reason.contains("zk-2 (missing"), "{reason}"),
+            Step::Wait(reason) => assert!(reason.contains("zk-2 missing"), "{reason}"),
             other => panic!("restarting with zk-2 missing loses quorum: {other:?}"),
         }
     }

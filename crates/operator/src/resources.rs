@@ -12,12 +12,10 @@ use zk_agent::guard::EnsembleState;
 use zk_agent::members::{Membership, PeerDomain};
 use zkop_api::{AntiAffinity, ZooKeeperCluster, RESTART_ANNOTATION};
 
-pub const CLIENT_PORT: i32 = 2181;
-pub const QUORUM_PORT: i32 = 2888;
-pub const ELECTION_PORT: i32 = 3888;
-pub const METRICS_PORT: i32 = 7000;
-pub const ADMIN_PORT: i32 = 8080;
-pub const CONFIG_HASH_ANNOTATION: &str = "zookeeper.zkop.io/config-hash";
+use vocabulary::ports;
+
+/// Labels the revision ConfigMaps, which hold the configuration each StatefulSet revision runs.
+pub const CONFIG_REVISION_LABEL: &str = "zookeeper.zkop.io/config-revision";
 pub const MEMBERS_KEY: &str = "members";
 pub const OVERRIDES_KEY: &str = "zoo.cfg.overrides";
 pub const ENSEMBLE_STATE_KEY: &str = "ensemble-state";
@@ -48,8 +46,14 @@ impl Names {
     pub fn client_service(&self) -> String {
         format!("{}-client", self.cluster)
     }
+    /// The live ConfigMap: the members file and the ensemble state, which change without a roll.
     pub fn config_map(&self) -> String {
         format!("{}-config", self.cluster)
+    }
+    /// The immutable ConfigMap of one configuration revision: a member restarted for any reason
+    /// runs the configuration of the template it was created from.
+    pub fn revision_config_map(&self, hash: &str) -> String {
+        format!("{}-config-{hash}", self.cluster)
     }
     /// The super user's password and digest, with which the operator reconfigures the ensemble.
     pub fn admin_secret(&self) -> String {
@@ -78,7 +82,7 @@ impl Names {
             .collect::<Vec<_>>()
             .join(",")
     }
-    fn labels(&self) -> BTreeMap<String, String> {
+    pub fn labels(&self) -> BTreeMap<String, String> {
         let mut labels = self.selector_labels();
         labels.insert("app.kubernetes.io/managed-by".into(), "zookeeper-operator".into());
         labels
@@ -98,6 +102,7 @@ pub struct Desired {
     pub headless_service: Service,
     pub client_service: Service,
     pub config_map: ConfigMap,
+    pub revision_config_map: ConfigMap,
     pub statefulset: StatefulSet,
     pub pod_disruption_budget: PodDisruptionBudget,
 }
@@ -114,6 +119,7 @@ pub struct Inputs<'a> {
 }
 
 pub fn desired(zk: &ZooKeeperCluster, settings: &OperatorSettings, inputs: Inputs<'_>) -> Desired {
+    let client_port = i32::from(ports::CLIENT);
     let names = Names::of(zk);
     let owner = owner_reference(zk);
     let meta = |name: String| {
@@ -125,11 +131,14 @@ pub fn desired(zk: &ZooKeeperCluster, settings: &OperatorSettings, inputs: Input
         })
     };
     let selector = names.selector_labels();
-    let ports = json!([
-        {"name": "client", "port": CLIENT_PORT, "targetPort": "client"},
-        {"name": "quorum", "port": QUORUM_PORT, "targetPort": "quorum"},
-        {"name": "election", "port": ELECTION_PORT, "targetPort": "election"},
+    let peer_ports = json!([
+        {"name": "client", "port": ports::CLIENT, "targetPort": "client"},
+        {"name": "quorum", "port": ports::QUORUM, "targetPort": "quorum"},
+        {"name": "election", "port": ports::ELECTION, "targetPort": "election"},
     ]);
+    let revision_name = names.revision_config_map(&config_hash(zk));
+    let mut revision_meta = meta(revision_name.clone());
+    revision_meta["labels"][CONFIG_REVISION_LABEL] = json!("true");
     Desired {
         service_account: typed(json!({
             "apiVersion": "v1", "kind": "ServiceAccount",
@@ -144,7 +153,7 @@ pub fn desired(zk: &ZooKeeperCluster, settings: &OperatorSettings, inputs: Input
                 // Members must find each other before they are ready: readiness means "in quorum".
                 "publishNotReadyAddresses": true,
                 "selector": selector,
-                "ports": ports,
+                "ports": peer_ports,
             },
         })),
         client_service: typed(json!({
@@ -153,15 +162,21 @@ pub fn desired(zk: &ZooKeeperCluster, settings: &OperatorSettings, inputs: Input
             "spec": {
                 "type": "ClusterIP",
                 "selector": selector,
-                "ports": [{"name": "client", "port": CLIENT_PORT, "targetPort": "client"}],
+                "ports": [{"name": "client", "port": client_port, "targetPort": "client"}],
             },
         })),
         config_map: typed(json!({
             "apiVersion": "v1", "kind": "ConfigMap",
             "metadata": meta(names.config_map()),
-            "data": config_map_data(&names, settings, zk, inputs),
+            "data": config_map_data(&names, settings, inputs),
         })),
-        statefulset: statefulset(zk, &names, settings, meta(names.statefulset()), inputs),
+        revision_config_map: typed(json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": revision_meta,
+            "immutable": true,
+            "data": {OVERRIDES_KEY: overrides_text(zk)},
+        })),
+        statefulset: statefulset(zk, &names, settings, meta(names.statefulset()), inputs, &revision_name),
         pod_disruption_budget: typed(json!({
             "apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
             "metadata": meta(names.statefulset()),
@@ -169,18 +184,16 @@ pub fn desired(zk: &ZooKeeperCluster, settings: &OperatorSettings, inputs: Input
                 // One member at a time, whatever the size: a voluntary disruption never costs more
                 // than the one member a rolling operation may have down.
                 "maxUnavailable": 1,
+                // A member that does not serve may always be evicted: it is down already, and a
+                // broken member must stay replaceable when the budget is spent.
+                "unhealthyPodEvictionPolicy": "AlwaysAllow",
                 "selector": {"matchLabels": selector},
             },
         })),
     }
 }
 
-fn config_map_data(
-    names: &Names,
-    settings: &OperatorSettings,
-    zk: &ZooKeeperCluster,
-    inputs: Inputs<'_>,
-) -> BTreeMap<String, String> {
+fn config_map_data(names: &Names, settings: &OperatorSettings, inputs: Inputs<'_>) -> BTreeMap<String, String> {
     let domain = PeerDomain {
         service: names.headless_service(),
         namespace: names.namespace.clone(),
@@ -192,7 +205,6 @@ fn config_map_data(
             MEMBERS_KEY.to_string(),
             Membership::from_statefulset(&names.statefulset(), replicas, &domain).render(),
         ),
-        (OVERRIDES_KEY.to_string(), overrides_text(zk)),
         (
             ENSEMBLE_STATE_KEY.to_string(),
             match inputs.ensemble_state {
@@ -209,7 +221,8 @@ fn overrides_text(zk: &ZooKeeperCluster) -> String {
 }
 
 /// A hash of everything that needs a restart to take effect and is not already in the pod
-/// template: the ZooKeeper configuration. Membership is left out: it changes by reconfiguration.
+/// template: the ZooKeeper configuration. It names the revision's ConfigMap, so the template
+/// changes with it. Membership is left out: it changes by reconfiguration.
 pub fn config_hash(zk: &ZooKeeperCluster) -> String {
     let digest = Sha256::digest(overrides_text(zk).as_bytes());
     digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
@@ -221,6 +234,7 @@ fn statefulset(
     settings: &OperatorSettings,
     metadata: Value,
     inputs: Inputs<'_>,
+    revision_config_map: &str,
 ) -> StatefulSet {
     let spec = &zk.spec;
     let selector = names.selector_labels();
@@ -273,7 +287,7 @@ fn statefulset(
         {"name": "ZK_JVM_OPTS", "value": spec.jvm_options.join(" ")},
         {"name": "ZK_SUPER_DIGEST", "valueFrom": {"secretKeyRef": {"name": names.admin_secret(), "key": ADMIN_DIGEST_KEY}}},
     ]);
-    let mut template_annotations = BTreeMap::from([(CONFIG_HASH_ANNOTATION.to_string(), config_hash(zk))]);
+    let mut template_annotations = BTreeMap::new();
     if let Some(requested) = zk.annotations().get(RESTART_ANNOTATION) {
         template_annotations.insert(RESTART_ANNOTATION.to_string(), requested.clone());
     }
@@ -318,11 +332,11 @@ fn statefulset(
                         "args": ["run"],
                         "env": env,
                         "ports": [
-                            {"name": "client", "containerPort": CLIENT_PORT},
-                            {"name": "quorum", "containerPort": QUORUM_PORT},
-                            {"name": "election", "containerPort": ELECTION_PORT},
-                            {"name": "metrics", "containerPort": METRICS_PORT},
-                            {"name": "admin", "containerPort": ADMIN_PORT},
+                            {"name": "client", "containerPort": ports::CLIENT},
+                            {"name": "quorum", "containerPort": ports::QUORUM},
+                            {"name": "election", "containerPort": ports::ELECTION},
+                            {"name": "metrics", "containerPort": ports::METRICS},
+                            {"name": "admin", "containerPort": ports::ADMIN},
                         ],
                         "readinessProbe": probe("ready", 5, 2),
                         "livenessProbe": probe("live", 10, 6),
@@ -341,7 +355,10 @@ fn statefulset(
                         ],
                     }],
                     "volumes": [
-                        {"name": "config", "configMap": {"name": names.config_map()}},
+                        {"name": "config", "projected": {"sources": [
+                            {"configMap": {"name": names.config_map(), "items": [{"key": MEMBERS_KEY, "path": MEMBERS_KEY}]}},
+                            {"configMap": {"name": revision_config_map, "items": [{"key": OVERRIDES_KEY, "path": OVERRIDES_KEY}]}},
+                        ]}},
                         {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
                     ],
                 },
@@ -581,6 +598,41 @@ mod tests {
                 Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(1))
             );
             assert!(spec.min_available.is_none());
+            assert_eq!(spec.unhealthy_pod_eviction_policy.as_deref(), Some("AlwaysAllow"));
         }
+    }
+
+    #[test]
+    fn each_configuration_revision_has_its_own_immutable_config_map() {
+        let revision_of = |config: Value| {
+            let d = make(&cluster(json!({"config": config})), EnsembleState::Existing);
+            let template = d.statefulset.spec.unwrap().template.spec.unwrap();
+            let volume = template
+                .volumes
+                .unwrap()
+                .into_iter()
+                .find(|v| v.name == "config")
+                .unwrap();
+            let sources = volume.projected.unwrap().sources.unwrap();
+            let mounted: Vec<String> = sources.iter().map(|s| s.config_map.clone().unwrap().name).collect();
+            (d.revision_config_map, d.config_map, mounted)
+        };
+        let (revision, live, mounted) = revision_of(json!({"tickTime": "2000"}));
+        assert_eq!(revision.immutable, Some(true));
+        assert_eq!(revision.data.as_ref().unwrap()[OVERRIDES_KEY], "tickTime=2000\n");
+        assert_eq!(
+            revision.metadata.labels.as_ref().unwrap()[CONFIG_REVISION_LABEL],
+            "true"
+        );
+        assert!(
+            !live.data.as_ref().unwrap().contains_key(OVERRIDES_KEY),
+            "the live ConfigMap holds no configuration"
+        );
+        assert_eq!(
+            mounted,
+            vec!["zookeeper-config".to_string(), revision.metadata.name.clone().unwrap()]
+        );
+        let (other, _, _) = revision_of(json!({"tickTime": "3000"}));
+        assert_ne!(revision.metadata.name, other.metadata.name);
     }
 }

@@ -1,65 +1,52 @@
 //! The cluster's status, computed from what was observed: pure functions, no API calls.
 
+use crate::observe::{MemberObservation, StatefulSetObservation};
+use crate::planner::MemberState;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use vocabulary::ServingRole;
 use zk_agent::guard::EnsembleState;
-use zk_agent::probe::ServingMode;
 use zkop_api::{MemberStatus, ZooKeeperCluster, ZooKeeperClusterStatus};
-
-/// One member as the operator sees it: its pod, and what its `srvr` said.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MemberObservation {
-    pub pod: String,
-    pub ordinal: u32,
-    /// `None` when the member is not serving (no quorum, syncing, not running).
-    pub serving: Option<ServingMode>,
-    /// The pod runs the StatefulSet's current revision.
-    pub up_to_date: bool,
-    pub terminating: bool,
-    /// `<pod IP>:<client port>`, when the pod has an address.
-    pub address: Option<String>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct StatefulSetObservation {
-    pub replicas: i32,
-    pub ready_replicas: i32,
-    pub updated_replicas: i32,
-    /// The StatefulSet controller has seen the latest spec and finished rolling it out.
-    pub rolled_out: bool,
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct Observed {
-    pub statefulset: Option<StatefulSetObservation>,
-    pub members: Vec<MemberObservation>,
-}
 
 pub const AVAILABLE: &str = "Available";
 pub const PROGRESSING: &str = "Progressing";
 pub const DEGRADED: &str = "Degraded";
+/// Whether the last reconcile went through; when not, which stage failed on which object.
+pub const RECONCILED: &str = "Reconciled";
+
+pub const NEW: &str = "new";
+pub const EXISTING: &str = "existing";
+
+pub fn state_name(state: EnsembleState) -> &'static str {
+    match state {
+        EnsembleState::New => NEW,
+        EnsembleState::Existing => EXISTING,
+    }
+}
 
 /// A quorum of the desired members serves, with a leader among them.
-pub fn available(zk: &ZooKeeperCluster, observed: &Observed) -> bool {
-    let serving = observed.members.iter().filter(|m| m.serving.is_some()).count();
-    let has_leader = observed.members.iter().any(|m| m.serving == Some(ServingMode::Leader));
-    has_leader && serving >= quorum(zk.spec.replicas)
+pub fn available(zk: &ZooKeeperCluster, members: &[MemberObservation]) -> bool {
+    let serving = members.iter().filter(|m| m.serves()).count();
+    let has_leader = members.iter().any(|m| m.role() == Some(ServingRole::Leader));
+    has_leader && serving >= vocabulary::quorum(usize::try_from(zk.spec.replicas.max(1)).unwrap_or(1))
 }
 
-pub fn quorum(replicas: i32) -> usize {
-    usize::try_from(replicas.max(1)).unwrap_or(1) / 2 + 1
-}
-
-/// `new` until the ensemble first reaches quorum, then `existing` for good. The value lives in the
-/// cluster's ConfigMap, so an operator restart never turns an existing ensemble into a new one;
-/// the cluster's own status is a second witness, should the ConfigMap be deleted while the
-/// ensemble has no quorum (declaring it new then would let an empty member vote).
+/// `new` only until the ensemble first has a quorum, then `existing` for good. Four witnesses,
+/// any of which makes it `existing`: the live ConfigMap; a quorum now; the cluster's status,
+/// which the operator never turns back (so a ConfigMap lost during a quorum loss comes back
+/// `existing`); and volumes older than the resource (it was re-created over kept volumes).
+/// Declaring an existing ensemble new would let a member with an empty disk vote.
 pub fn ensemble_state(
     recorded: Option<&str>,
     available_now: bool,
     status: Option<&ZooKeeperClusterStatus>,
+    volumes_predate_cluster: bool,
 ) -> EnsembleState {
-    let has_had_quorum = status.is_some_and(|s| s.leader.is_some()) || condition_is_true(status, AVAILABLE);
-    if recorded == Some("existing") || available_now || has_had_quorum {
+    let remembered = status.is_some_and(|s| {
+        s.ensemble_state.as_deref() == Some(EXISTING)
+            || s.leader.is_some()
+            || s.conditions.iter().any(|c| c.type_ == AVAILABLE && c.status == "True")
+    });
+    if recorded == Some(EXISTING) || available_now || remembered || volumes_predate_cluster {
         EnsembleState::Existing
     } else {
         EnsembleState::New
@@ -73,29 +60,36 @@ pub struct Operation {
     pub step: String,
 }
 
-pub fn compute(
-    zk: &ZooKeeperCluster,
-    observed: &Observed,
-    operation: Option<&Operation>,
-    selector: String,
-    now: Time,
-) -> ZooKeeperClusterStatus {
+/// What status is computed from.
+pub struct StatusInputs<'a> {
+    pub members: &'a [MemberObservation],
+    pub statefulset: Option<&'a StatefulSetObservation>,
+    pub operation: Option<&'a Operation>,
+    /// Pods of members that have not served for longer than the rollout's timeout.
+    pub stuck: &'a [String],
+    pub ensemble_state: EnsembleState,
+    pub selector: String,
+    pub now: Time,
+}
+
+pub fn compute(zk: &ZooKeeperCluster, inputs: StatusInputs<'_>) -> ZooKeeperClusterStatus {
     let previous = zk.status.clone().unwrap_or_default();
     let generation = zk.metadata.generation;
     let desired = zk.spec.replicas;
-    let serving: Vec<&MemberObservation> = observed.members.iter().filter(|m| m.serving.is_some()).collect();
-    let leader = observed.members.iter().find(|m| m.serving == Some(ServingMode::Leader));
-    let is_available = available(zk, observed);
-    let sts = observed.statefulset.clone().unwrap_or_default();
-    let not_serving: Vec<&str> = observed
-        .members
+    let members = inputs.members;
+    let serving: Vec<&MemberObservation> = members.iter().filter(|m| m.serves()).collect();
+    let leader = members.iter().find(|m| m.role() == Some(ServingRole::Leader));
+    let is_available = available(zk, members);
+    let sts = inputs.statefulset.cloned().unwrap_or_default();
+    let down: Vec<&MemberObservation> = members.iter().filter(|m| !m.serves()).collect();
+    let down_text = down
         .iter()
-        .filter(|m| m.serving.is_none())
-        .map(|m| m.pod.as_str())
-        .collect();
-    let missing = usize::try_from(desired)
-        .unwrap_or(0)
-        .saturating_sub(observed.members.len());
+        .map(|m| match &m.cause {
+            Some(cause) => format!("{} ({cause})", m.pod),
+            None => format!("{} (not serving)", m.pod),
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
 
     let available_condition = if is_available {
         (
@@ -107,7 +101,7 @@ pub fn compute(
                 leader.map(|l| l.pod.as_str()).unwrap_or("?")
             ),
         )
-    } else if observed.statefulset.is_none() {
+    } else if inputs.statefulset.is_none() {
         (false, "Creating", "the StatefulSet does not exist yet".to_string())
     } else {
         (
@@ -116,14 +110,19 @@ pub fn compute(
             format!(
                 "{} of {desired} members serve; a quorum needs {} and a leader",
                 serving.len(),
-                quorum(desired)
+                vocabulary::quorum(usize::try_from(desired.max(1)).unwrap_or(1))
             ),
         )
     };
-    let progressing = if observed.statefulset.is_none() {
+    let progressing = if inputs.statefulset.is_none() {
         (true, "Creating", "creating the ensemble's resources".to_string())
-    } else if let Some(op) = operation {
-        (true, op.kind.as_str(), op.step.clone())
+    } else if let Some(op) = inputs.operation {
+        if inputs.stuck.is_empty() {
+            (true, op.kind.as_str(), op.step.clone())
+        } else {
+            // As a Deployment past its progress deadline: no longer progressing, and why.
+            (false, "RolloutStuck", op.step.clone())
+        }
     } else if !sts.rolled_out || sts.updated_replicas < desired {
         (
             true,
@@ -135,23 +134,37 @@ pub fn compute(
     } else {
         (false, "Reconciled", "the ensemble matches the spec".to_string())
     };
-    let degraded = if !not_serving.is_empty() || missing > 0 {
-        let mut parts = Vec::new();
-        if !not_serving.is_empty() {
-            parts.push(format!("not serving: {}", not_serving.join(", ")));
-        }
-        if missing > 0 {
-            parts.push(format!("{missing} member pods missing"));
-        }
-        (true, "MembersNotServing", parts.join("; "))
+    let degraded = if !inputs.stuck.is_empty() {
+        (
+            true,
+            "MemberStuck",
+            format!(
+                "{} not serving for more than {}s: {down_text}",
+                inputs.stuck.join(", "),
+                zk.spec.rollout.member_ready_timeout_seconds
+            ),
+        )
+    } else if !down.is_empty() {
+        (true, "MembersNotServing", format!("not serving: {down_text}"))
     } else {
         (false, "AllMembersServing", format!("all {desired} members serve"))
     };
+    let message = if !inputs.stuck.is_empty() || (!down.is_empty() && inputs.operation.is_none()) {
+        degraded.2.clone()
+    } else if let Some(op) = inputs.operation {
+        op.step.clone()
+    } else {
+        available_condition.2.clone()
+    };
 
-    let conditions = [
+    let mut conditions: Vec<Condition> = [
         (AVAILABLE, available_condition),
         (PROGRESSING, progressing),
         (DEGRADED, degraded),
+        (
+            RECONCILED,
+            (true, "ReconcileSucceeded", "the last reconcile completed".to_string()),
+        ),
     ]
     .into_iter()
     .map(|(kind, (status, reason, message))| {
@@ -162,41 +175,64 @@ pub fn compute(
             reason,
             message,
             generation,
-            now.clone(),
+            inputs.now.clone(),
         )
     })
     .collect();
+    conditions.sort_by(|a, b| a.type_.cmp(&b.type_));
 
-    let mut members: Vec<MemberStatus> = observed
-        .members
+    let status_members: Vec<MemberStatus> = members
         .iter()
         .map(|m| MemberStatus {
             name: m.pod.clone(),
-            id: zk_agent::identity::myid_for_ordinal(m.ordinal),
-            role: match m.serving {
-                Some(ServingMode::Leader) => "leader",
-                Some(ServingMode::Follower) => "follower",
-                Some(ServingMode::Observer) => "observer",
-                None => "none",
-            }
-            .to_string(),
-            ready: m.serving.is_some(),
+            id: vocabulary::myid_for_ordinal(m.ordinal),
+            role: m.role().map_or("none", ServingRole::as_str).to_string(),
+            ready: m.serves(),
+            reason: match (&m.state, &m.cause) {
+                (MemberState::Serving(_), _) => None,
+                (_, Some(cause)) => Some(cause.clone()),
+                (MemberState::Running, None) => Some("running, not serving: looking for a quorum or syncing".into()),
+                (_, None) => None,
+            },
+            restarts: m.restarts,
+            up_to_date: m.up_to_date,
         })
         .collect();
-    members.sort_by_key(|m| m.id);
 
     ZooKeeperClusterStatus {
         observed_generation: generation,
         conditions,
-        replicas: i32::try_from(observed.members.len()).unwrap_or(i32::MAX),
+        replicas: i32::try_from(members.iter().filter(|m| m.state != MemberState::Missing).count()).unwrap_or(i32::MAX),
         ready_replicas: i32::try_from(serving.len()).unwrap_or(i32::MAX),
         leader: leader.map(|l| l.pod.clone()),
         version: Some(zk.spec.version.clone()),
-        selector: Some(selector),
-        members,
-        operation: operation.map(|o| o.kind.clone()),
-        operation_step: operation.map(|o| o.step.clone()),
+        selector: Some(inputs.selector),
+        members: status_members,
+        operation: inputs.operation.map(|o| o.kind.clone()),
+        operation_step: inputs.operation.map(|o| o.step.clone()),
+        message: Some(message),
+        ensemble_state: Some(state_name(inputs.ensemble_state).to_string()),
     }
+}
+
+/// The previous status with `Reconciled` set to false: which stage failed, on which object.
+/// Everything else is kept as it was, so a failing reconcile does not erase what was known.
+pub fn failed(zk: &ZooKeeperCluster, reason: &str, message: String, now: Time) -> ZooKeeperClusterStatus {
+    let mut status = zk.status.clone().unwrap_or_default();
+    let failed = condition(
+        &status.conditions,
+        RECONCILED,
+        false,
+        reason,
+        message.clone(),
+        zk.metadata.generation,
+        now,
+    );
+    status.conditions.retain(|c| c.type_ != RECONCILED);
+    status.conditions.push(failed);
+    status.conditions.sort_by(|a, b| a.type_.cmp(&b.type_));
+    status.message = Some(message);
+    status
 }
 
 /// A condition, keeping its lastTransitionTime while its status does not change.
@@ -229,6 +265,14 @@ pub fn condition_is_true(status: Option<&ZooKeeperClusterStatus>, kind: &str) ->
     status.is_some_and(|s| s.conditions.iter().any(|c| c.type_ == kind && c.status == "True"))
 }
 
+pub fn condition_reason<'a>(status: Option<&'a ZooKeeperClusterStatus>, kind: &str) -> Option<&'a str> {
+    status?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == kind)
+        .map(|c| c.reason.as_str())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -241,28 +285,42 @@ mod tests {
         zk
     }
 
-    fn member(ordinal: u32, serving: Option<ServingMode>) -> MemberObservation {
+    fn member(ordinal: u32, serving: Option<ServingRole>) -> MemberObservation {
         MemberObservation {
             pod: format!("zk-{ordinal}"),
             ordinal,
-            serving,
+            uid: format!("u{ordinal}"),
+            state: serving.map_or(MemberState::Running, MemberState::Serving),
             up_to_date: true,
-            terminating: false,
             address: None,
+            down_since: None,
+            cause: None,
+            restarts: 0,
         }
     }
 
-    fn rolled_out(replicas: i32) -> Option<StatefulSetObservation> {
-        Some(StatefulSetObservation {
+    fn rolled_out(replicas: i32) -> StatefulSetObservation {
+        StatefulSetObservation {
             replicas,
-            ready_replicas: replicas,
             updated_replicas: replicas,
             rolled_out: true,
-        })
+        }
     }
 
     fn now() -> Time {
         Time(Timestamp::from_second(1_800_000_000).unwrap())
+    }
+
+    fn inputs<'a>(members: &'a [MemberObservation], sts: &'a StatefulSetObservation, now: Time) -> StatusInputs<'a> {
+        StatusInputs {
+            members,
+            statefulset: Some(sts),
+            operation: None,
+            stuck: &[],
+            ensemble_state: EnsembleState::Existing,
+            selector: "sel".into(),
+            now,
+        }
     }
 
     fn get<'a>(s: &'a ZooKeeperClusterStatus, kind: &str) -> &'a Condition {
@@ -271,74 +329,143 @@ mod tests {
 
     #[test]
     fn a_quorum_with_a_leader_is_available() {
-        use ServingMode::*;
+        use ServingRole::*;
         let zk = cluster(3);
-        let observed = Observed {
-            statefulset: rolled_out(3),
-            members: vec![member(0, Some(Follower)), member(1, Some(Leader)), member(2, None)],
-        };
-        let s = compute(&zk, &observed, None, "sel".into(), now());
+        let sts = rolled_out(3);
+        let members = [member(0, Some(Follower)), member(1, Some(Leader)), member(2, None)];
+        let s = compute(&zk, inputs(&members, &sts, now()));
         assert_eq!(get(&s, AVAILABLE).status, "True");
         assert_eq!(get(&s, DEGRADED).status, "True");
         assert!(get(&s, DEGRADED).message.contains("zk-2"));
         assert_eq!(get(&s, PROGRESSING).status, "False");
+        assert_eq!(get(&s, RECONCILED).status, "True");
         assert_eq!(s.leader.as_deref(), Some("zk-1"));
         assert_eq!(s.ready_replicas, 2);
         assert_eq!(s.observed_generation, Some(4));
         assert_eq!(s.members[2].role, "none");
+        assert!(s.members[2].reason.as_deref().unwrap().contains("not serving"));
         assert_eq!(s.members[1].id, 2);
+        assert_eq!(s.ensemble_state.as_deref(), Some("existing"));
+        assert!(s.message.unwrap().contains("zk-2"), "what is wrong comes first");
 
-        let no_leader = Observed {
-            statefulset: rolled_out(3),
-            members: vec![member(0, Some(Follower)), member(1, Some(Follower))],
-        };
+        let no_leader = [member(0, Some(Follower)), member(1, Some(Follower))];
         assert_eq!(
-            get(&compute(&zk, &no_leader, None, "sel".into(), now()), AVAILABLE).status,
+            get(&compute(&zk, inputs(&no_leader, &sts, now())), AVAILABLE).status,
             "False"
         );
-        let one = Observed {
-            statefulset: rolled_out(3),
-            members: vec![member(0, Some(Leader)), member(1, None), member(2, None)],
-        };
+        let one = [member(0, Some(Leader)), member(1, None), member(2, None)];
         assert_eq!(
-            get(&compute(&zk, &one, None, "sel".into(), now()), AVAILABLE).reason,
+            get(&compute(&zk, inputs(&one, &sts, now())), AVAILABLE).reason,
             "NoQuorum"
         );
     }
 
     #[test]
-    fn transition_time_changes_only_with_the_status() {
-        use ServingMode::*;
+    fn a_stuck_member_stops_progress_and_is_named_with_its_cause() {
+        use ServingRole::*;
+        let zk = cluster(3);
+        let sts = rolled_out(3);
+        let mut broken = member(2, None);
+        broken.state = MemberState::Broken;
+        broken.cause = Some("ImagePullBackOff: Back-off pulling image \"zkop/zookeeper:3.9.99\"".into());
+        let members = [member(0, Some(Leader)), member(1, Some(Follower)), broken];
+        let operation = Operation {
+            kind: "RollingRestart".into(),
+            step: "waiting: roll stopped ...".into(),
+        };
+        let stuck = vec!["zk-2".to_string()];
+        let s = compute(
+            &zk,
+            StatusInputs {
+                operation: Some(&operation),
+                stuck: &stuck,
+                ..inputs(&members, &sts, now())
+            },
+        );
+        assert_eq!(get(&s, PROGRESSING).status, "False");
+        assert_eq!(get(&s, PROGRESSING).reason, "RolloutStuck");
+        assert_eq!(get(&s, DEGRADED).reason, "MemberStuck");
+        let message = s.message.unwrap();
+        assert!(
+            message.contains("zk-2") && message.contains("ImagePullBackOff"),
+            "{message}"
+        );
+        assert!(s.members[2].reason.as_deref().unwrap().contains("3.9.99"));
+    }
+
+    #[test]
+    fn a_failed_reconcile_keeps_what_was_known_and_says_where_it_failed() {
+        use ServingRole::*;
         let mut zk = cluster(1);
-        let observed = Observed {
-            statefulset: rolled_out(1),
-            members: vec![member(0, Some(Leader))],
-        };
-        zk.status = Some(compute(&zk, &observed, None, "sel".into(), now()));
+        let sts = rolled_out(1);
+        let members = [member(0, Some(Leader))];
+        zk.status = Some(compute(&zk, inputs(&members, &sts, now())));
+        let s = failed(&zk, "ApplyFailed", "apply StatefulSet ns/zk: Invalid".into(), now());
+        assert_eq!(get(&s, RECONCILED).status, "False");
+        assert_eq!(get(&s, RECONCILED).reason, "ApplyFailed");
+        assert_eq!(get(&s, AVAILABLE).status, "True");
+        assert_eq!(s.leader.as_deref(), Some("zk-0"));
+    }
+
+    #[test]
+    fn transition_time_changes_only_with_the_status() {
+        use ServingRole::*;
+        let mut zk = cluster(1);
+        let sts = rolled_out(1);
+        let up = [member(0, Some(Leader))];
+        zk.status = Some(compute(&zk, inputs(&up, &sts, now())));
         let later = Time(Timestamp::from_second(1_800_000_100).unwrap());
-        let again = compute(&zk, &observed, None, "sel".into(), later.clone());
+        let again = compute(&zk, inputs(&up, &sts, later.clone()));
         assert_eq!(get(&again, AVAILABLE).last_transition_time, now());
-        let down = Observed {
-            statefulset: rolled_out(1),
-            members: vec![member(0, None)],
-        };
+        let down = [member(0, None)];
         assert_eq!(
-            get(&compute(&zk, &down, None, "sel".into(), later.clone()), AVAILABLE).last_transition_time,
+            get(&compute(&zk, inputs(&down, &sts, later.clone())), AVAILABLE).last_transition_time,
             later
         );
     }
 
     #[test]
     fn the_ensemble_is_new_only_until_its_first_quorum() {
-        assert_eq!(ensemble_state(None, false, None), EnsembleState::New);
-        assert_eq!(ensemble_state(Some("new"), false, None), EnsembleState::New);
-        assert_eq!(ensemble_state(Some("new"), true, None), EnsembleState::Existing);
-        assert_eq!(ensemble_state(Some("existing"), false, None), EnsembleState::Existing);
-        // The ConfigMap is gone and there is no quorum now, but the status remembers a leader.
-        let seen = ZooKeeperClusterStatus {
-            leader: Some("zk-0".into()),
+        assert_eq!(ensemble_state(None, false, None, false), EnsembleState::New);
+        assert_eq!(ensemble_state(Some(NEW), false, None, false), EnsembleState::New);
+        assert_eq!(ensemble_state(Some(NEW), true, None, false), EnsembleState::Existing);
+        assert_eq!(
+            ensemble_state(Some(EXISTING), false, None, false),
+            EnsembleState::Existing
+        );
+        // Re-created over volumes an earlier ensemble kept.
+        assert_eq!(ensemble_state(None, false, None, true), EnsembleState::Existing);
+        // The ConfigMap is gone during a quorum loss: no leader and not available now, but the
+        // status remembers.
+        let during_quorum_loss = ZooKeeperClusterStatus {
+            ensemble_state: Some(EXISTING.into()),
             ..Default::default()
         };
-        assert_eq!(ensemble_state(None, false, Some(&seen)), EnsembleState::Existing);
+        assert_eq!(
+            ensemble_state(None, false, Some(&during_quorum_loss), false),
+            EnsembleState::Existing
+        );
+    }
+
+    #[test]
+    fn status_never_forgets_that_the_ensemble_exists() {
+        // Quorum lost: no leader, not available; the status computed now still says existing.
+        let mut zk = cluster(3);
+        let sts = rolled_out(3);
+        let members = [member(0, None), member(1, None), member(2, None)];
+        zk.status = Some(ZooKeeperClusterStatus {
+            ensemble_state: Some(EXISTING.into()),
+            ..Default::default()
+        });
+        let state = ensemble_state(None, false, zk.status.as_ref(), false);
+        let s = compute(
+            &zk,
+            StatusInputs {
+                ensemble_state: state,
+                ..inputs(&members, &sts, now())
+            },
+        );
+        assert_eq!(s.leader, None);
+        assert_eq!(s.ensemble_state.as_deref(), Some(EXISTING));
     }
 }

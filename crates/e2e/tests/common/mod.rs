@@ -24,6 +24,8 @@ pub async fn client() -> Client {
 pub struct TestNamespace {
     pub name: String,
     client: Client,
+    /// Created by this test, and deleted when it is done.
+    owned: bool,
 }
 
 impl TestNamespace {
@@ -46,6 +48,16 @@ impl TestNamespace {
         TestNamespace {
             name: name.to_string(),
             client: client.clone(),
+            owned: true,
+        }
+    }
+
+    /// Another handle on a test's namespace, e.g. for a task running beside the test.
+    pub fn attach(client: &Client, name: &str) -> TestNamespace {
+        TestNamespace {
+            name: name.to_string(),
+            client: client.clone(),
+            owned: false,
         }
     }
 
@@ -185,11 +197,11 @@ impl TestNamespace {
             },
         }))
         .unwrap();
-        let created = self
-            .api::<Service>()
-            .create(&PostParams::default(), &service)
-            .await
-            .unwrap();
+        let services = self.api::<Service>();
+        let created = match services.get_opt(&format!("{name}-e2e-clients")).await.unwrap() {
+            Some(existing) => existing,
+            None => services.create(&PostParams::default(), &service).await.unwrap(),
+        };
         let port = created.spec.unwrap().ports.unwrap()[0].node_port.unwrap();
         let nodes: Api<Node> = Api::all(self.client.clone());
         let addresses: Vec<String> = nodes
@@ -214,7 +226,7 @@ impl TestNamespace {
 
 impl Drop for TestNamespace {
     fn drop(&mut self) {
-        if std::env::var_os("E2E_KEEP_NAMESPACES").is_none() {
+        if self.owned && std::env::var_os("E2E_KEEP_NAMESPACES").is_none() {
             let _ = Command::new("kubectl")
                 .args(["delete", "namespace", &self.name, "--wait=false"])
                 .output();
@@ -321,4 +333,189 @@ pub fn seed_statefulset(namespace: &str) -> String {
          }},
     ]});
     serde_json::to_string(&list).unwrap()
+}
+
+/// The operator's namespace and its pods' label, as `make install` deploys it.
+pub const OPERATOR_NAMESPACE: &str = "zkop-system";
+pub const OPERATOR_SELECTOR: &str = "app.kubernetes.io/name=zookeeper-operator";
+
+pub async fn operator_pods(client: &Client) -> Vec<k8s_openapi::api::core::v1::Pod> {
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), OPERATOR_NAMESPACE);
+    pods.list(&kube::api::ListParams::default().labels(OPERATOR_SELECTOR))
+        .await
+        .unwrap()
+        .items
+}
+
+/// The operator replica holding the leader Lease.
+pub async fn operator_leader(client: &Client) -> Option<String> {
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> = Api::namespaced(client.clone(), OPERATOR_NAMESPACE);
+    leases
+        .get_opt("zookeeper-operator")
+        .await
+        .ok()
+        .flatten()?
+        .spec?
+        .holder_identity
+}
+
+/// An operator pod's own metrics, through the API server's pod proxy.
+pub fn operator_metrics(pod: &str) -> String {
+    let output = Command::new("kubectl")
+        .args([
+            "get",
+            "--raw",
+            &format!("/api/v1/namespaces/{OPERATOR_NAMESPACE}/pods/{pod}:8080/proxy/metrics"),
+        ])
+        .output()
+        .expect("kubectl");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Kills a pod at once, as a crash or a lost node would.
+pub async fn kill_pod(client: &Client, namespace: &str, name: &str) {
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), namespace);
+    let _ = pods.delete(name, &DeleteParams::default().grace_period(0)).await;
+}
+
+/// Runs `docker ARGS`; returns whether it succeeded, and its output.
+pub fn docker(args: &[&str]) -> (bool, String) {
+    let output = Command::new("docker").args(args).output().expect("docker");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+/// Runs `kubectl ARGS` outside any namespace.
+pub fn kubectl(args: &[&str]) -> (bool, String) {
+    let output = Command::new("kubectl").args(args).output().expect("kubectl");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+impl TestNamespace {
+    pub async fn pod(&self, name: &str) -> k8s_openapi::api::core::v1::Pod {
+        self.api::<k8s_openapi::api::core::v1::Pod>().get(name).await.unwrap()
+    }
+
+    /// The node a pod runs on.
+    pub async fn node_of(&self, pod: &str) -> String {
+        self.pod(pod).await.spec.unwrap().node_name.unwrap_or_default()
+    }
+
+    pub async fn pod_ip(&self, pod: &str) -> String {
+        self.pod(pod).await.status.unwrap().pod_ip.unwrap_or_default()
+    }
+
+    /// Reasons and notes of the events about a cluster.
+    pub async fn events(&self, cluster: &str) -> Vec<(String, String)> {
+        let events: Api<k8s_openapi::api::events::v1::Event> = self.api();
+        let mut list: Vec<k8s_openapi::api::events::v1::Event> = events
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(cluster))
+            .collect();
+        list.sort_by_key(|e| e.metadata.creation_timestamp.clone().map(|t| t.0));
+        list.into_iter()
+            .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
+            .collect()
+    }
+
+    /// The events about a cluster so far, to wait for newer ones.
+    pub async fn event_mark(&self, cluster: &str) -> EventMark {
+        EventMark(
+            self.event_keys(cluster)
+                .await
+                .into_iter()
+                .map(|(key, _, _)| key)
+                .collect(),
+        )
+    }
+
+    /// (uid and series count, reason, note) of each event about a cluster.
+    async fn event_keys(&self, cluster: &str) -> Vec<((String, i32), String, String)> {
+        let events: Api<k8s_openapi::api::events::v1::Event> = self.api();
+        events
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(cluster))
+            .map(|e| {
+                let count = e.series.as_ref().map_or(1, |s| s.count);
+                (
+                    (e.metadata.uid.clone().unwrap_or_default(), count),
+                    e.reason.unwrap_or_default(),
+                    e.note.unwrap_or_default(),
+                )
+            })
+            .collect()
+    }
+
+    /// Waits for an event with this reason about the cluster, newer than `mark`; returns its note.
+    pub async fn wait_for_event(&self, cluster: &str, reason: &str, mark: &EventMark, timeout: Duration) -> String {
+        let start = Instant::now();
+        loop {
+            let found = self
+                .event_keys(cluster)
+                .await
+                .into_iter()
+                .find(|(key, r, _)| r == reason && !mark.0.contains(key));
+            if let Some((_, _, note)) = found {
+                return note;
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "no new {reason} event about {cluster} within {timeout:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Members whose pods are Ready, among the first `replicas` ordinals.
+    pub async fn ready_members(&self, cluster: &str, replicas: u32) -> usize {
+        let pods: Api<k8s_openapi::api::core::v1::Pod> = self.api();
+        let list = pods
+            .list(&kube::api::ListParams::default().labels(&format!("app.kubernetes.io/instance={cluster}")))
+            .await
+            .unwrap()
+            .items;
+        (0..replicas)
+            .filter(|o| {
+                list.iter().any(|p| {
+                    kube::ResourceExt::name_any(p) == format!("{cluster}-{o}")
+                        && p.metadata.deletion_timestamp.is_none()
+                        && p.status
+                            .as_ref()
+                            .and_then(|s| s.conditions.as_ref())
+                            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+                })
+            })
+            .count()
+    }
+}
+
+/// Events seen before some moment.
+pub struct EventMark(std::collections::HashSet<(String, i32)>);
+
+/// One row of the fault table in docs/faults.md, printed for collection.
+pub fn fault_row(case: &str, report: &workload::Report, lost: usize, recovered: Duration, human: &str) {
+    eprintln!(
+        "FAULT-ROW | {case} | {} | {lost} | {:.2} s | {} | {:.0} s | {human} |",
+        report.acked.len(),
+        report.largest_gap.as_secs_f64(),
+        report.elections(),
+        recovered.as_secs_f64()
+    );
 }

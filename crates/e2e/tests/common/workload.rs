@@ -15,6 +15,8 @@ pub struct Workload {
 
 #[derive(Debug, Default)]
 pub struct Report {
+    /// Names this run's znodes (`<run>-w-<seq>`), so runs against one ensemble do not collide.
+    pub run: String,
     /// Sequence numbers acknowledged, with the zxid of each write.
     pub acked: Vec<(u64, i64)>,
     /// Largest time between two successful writes.
@@ -61,16 +63,26 @@ impl Workload {
         }
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
+        let run = format!(
+            "{:x}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_millis()
+        );
         let target = connect_string.to_string();
         let handle = tokio::spawn(async move {
             let mut client = client;
-            let mut report = Report::default();
+            let mut report = Report {
+                run,
+                ..Report::default()
+            };
             let started = Instant::now();
             let mut last_ack = Instant::now();
             let mut seq = 0u64;
             let options = CreateMode::Persistent.with_acls(Acls::anyone_all());
             while !flag.load(Ordering::Relaxed) {
-                let path = format!("{ROOT}/w-{seq:08}");
+                let path = format!("{ROOT}/{}-w-{seq:08}", report.run);
                 let write = client.create(&path, seq.to_string().as_bytes(), &options);
                 let zxid = match tokio::time::timeout(Duration::from_secs(5), write).await {
                     Ok(Ok((stat, _))) => Some(stat.mzxid),
@@ -117,23 +129,28 @@ impl Workload {
     pub async fn finish(self) -> (Report, Vec<u64>) {
         self.stop.store(true, Ordering::Relaxed);
         let report = self.handle.await.expect("workload task");
-        let client = connect(&self.connect).await;
-        let limit = Duration::from_secs(30);
-        tokio::time::timeout(limit, client.sync(ROOT))
-            .await
-            .expect("sync timed out")
-            .expect("sync before reading back");
-        let (children, _) = tokio::time::timeout(limit, client.get_children(ROOT))
-            .await
-            .expect("listing timed out")
-            .expect("listing acknowledged writes");
-        let present: std::collections::HashSet<String> = children.into_iter().collect();
-        let missing = report
-            .acked
-            .iter()
-            .map(|(seq, _)| *seq)
-            .filter(|seq| !present.contains(&format!("w-{seq:08}")))
-            .collect();
+        let missing = missing_writes(&self.connect, &report).await;
         (report, missing)
     }
+}
+
+/// The acknowledged writes that cannot be read back (after a `sync`) through `connect`.
+pub async fn missing_writes(connect_string: &str, report: &Report) -> Vec<u64> {
+    let client = connect(connect_string).await;
+    let limit = Duration::from_secs(30);
+    tokio::time::timeout(limit, client.sync(ROOT))
+        .await
+        .expect("sync timed out")
+        .expect("sync before reading back");
+    let (children, _) = tokio::time::timeout(limit, client.get_children(ROOT))
+        .await
+        .expect("listing timed out")
+        .expect("listing acknowledged writes");
+    let present: std::collections::HashSet<String> = children.into_iter().collect();
+    report
+        .acked
+        .iter()
+        .map(|(seq, _)| *seq)
+        .filter(|seq| !present.contains(&format!("{}-w-{seq:08}", report.run)))
+        .collect()
 }

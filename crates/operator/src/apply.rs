@@ -1,0 +1,178 @@
+//! Apply: bring the cluster's objects to the desired state by server-side apply, in the order
+//! the members need them; grow volumes; drop configuration revisions no pod runs any more.
+
+use crate::controller::{Context, MANAGER};
+use crate::error::{named, object_name, At, Error, Stage};
+use crate::events::EventType;
+use crate::observe::Observation;
+use crate::resources::{self, Desired, Names, CONFIG_REVISION_LABEL};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret};
+use k8s_openapi::NamespaceResourceScope;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::fmt::Debug;
+use zkop_api::ZooKeeperCluster;
+
+/// Applies every desired object; returns the super user's password (the admin Secret is created
+/// with a new one the first time).
+pub async fn apply(
+    ctx: &Context,
+    zk: &ZooKeeperCluster,
+    names: &Names,
+    desired: &Desired,
+    observation: &Observation,
+) -> Result<String, Error> {
+    let client = &ctx.client;
+    let password = match &observation.admin_password {
+        Some(password) => password.clone(),
+        None => create_admin_secret(ctx, zk, names).await?,
+    };
+    apply_one(client, &desired.service_account).await?;
+    apply_one(client, &desired.headless_service).await?;
+    apply_one(client, &desired.client_service).await?;
+    // Before the StatefulSet: a member added by this reconcile must find itself in the members
+    // file, and a new template's configuration must exist before a pod mounts it.
+    apply_one(client, &desired.config_map).await?;
+    apply_one(client, &desired.revision_config_map).await?;
+    apply_one(client, &desired.pod_disruption_budget).await?;
+    apply_one(client, &desired.statefulset).await?;
+    grow_volumes(ctx, zk, names, &observation.claims).await;
+    drop_unused_revisions(ctx, names, desired, observation).await?;
+    Ok(password)
+}
+
+pub async fn apply_one<K>(client: &kube::Client, object: &K) -> Result<(), Error>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Serialize + DeserializeOwned + Clone + Debug,
+{
+    let namespace = object.meta().namespace.as_deref().unwrap_or("default");
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    api.patch(
+        &object.name_any(),
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(object),
+    )
+    .await
+    .at(Stage::Apply, object_name(object))?;
+    Ok(())
+}
+
+async fn create_admin_secret(ctx: &Context, zk: &ZooKeeperCluster, names: &Names) -> Result<String, Error> {
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &names.namespace);
+    let object = named::<Secret>(&names.namespace, &names.admin_secret());
+    let password = crate::ensemble::new_password().map_err(|e| Error::Kube {
+        stage: Stage::Apply,
+        object: object.clone(),
+        source: Box::new(kube::Error::Service(Box::new(e))),
+    })?;
+    match secrets
+        .create(&PostParams::default(), &resources::admin_secret(zk, &password))
+        .await
+    {
+        Ok(_) => Ok(password),
+        // Created meanwhile by another reconcile: use that one.
+        Err(kube::Error::Api(status)) if status.code == 409 => {
+            let secret = secrets.get(&names.admin_secret()).await.at(Stage::Apply, &object)?;
+            let stored = secret
+                .data
+                .and_then(|d| d.get(resources::ADMIN_PASSWORD_KEY).cloned())
+                .map(|p| String::from_utf8_lossy(&p.0).into_owned())
+                .unwrap_or_default();
+            Ok(stored)
+        }
+        Err(error) => Err(error).at(Stage::Apply, object),
+    }
+}
+
+/// Volumes grow in place (where the StorageClass allows expansion); the StatefulSet's claim
+/// templates cannot change, so each member's claim is resized. A refusal is reported, not fatal.
+async fn grow_volumes(ctx: &Context, zk: &ZooKeeperCluster, names: &Names, claims: &[PersistentVolumeClaim]) {
+    let Some(wanted) = quantity_bytes(&zk.spec.storage.size) else {
+        return;
+    };
+    let api: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &names.namespace);
+    for claim in claims {
+        let requested = claim
+            .spec
+            .as_ref()
+            .and_then(|s| s.resources.as_ref())
+            .and_then(|r| r.requests.as_ref())
+            .and_then(|r| r.get("storage"))
+            .and_then(|q| quantity_bytes(&q.0));
+        if requested.is_some_and(|r| r < wanted) {
+            let patch = serde_json::json!({"spec": {"resources": {"requests": {"storage": zk.spec.storage.size}}}});
+            if let Err(error) = api
+                .patch(&claim.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
+                let note = format!("cannot grow {} to {}: {error}", claim.name_any(), zk.spec.storage.size);
+                ctx.publish(zk, EventType::Warning, "VolumeResizeFailed", note).await;
+            }
+        }
+    }
+}
+
+/// Deletes the revision ConfigMaps that neither the current template nor any pod uses.
+async fn drop_unused_revisions(
+    ctx: &Context,
+    names: &Names,
+    desired: &Desired,
+    observation: &Observation,
+) -> Result<(), Error> {
+    let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &names.namespace);
+    let selector = format!("{},{CONFIG_REVISION_LABEL}=true", names.label_selector());
+    let revisions = api
+        .list_metadata(&ListParams::default().labels(&selector))
+        .await
+        .at(Stage::Apply, format!("ConfigMaps {}/{selector}", names.namespace))?;
+    let current = desired.revision_config_map.name_any();
+    for revision in revisions.items {
+        let name = revision.name_any();
+        if name != current && !observation.revision_config_maps_in_use.contains(&name) {
+            match api.delete(&name, &DeleteParams::default()).await {
+                Ok(_) | Err(kube::Error::Api(_)) => {}
+                Err(error) => return Err(error).at(Stage::Apply, named::<ConfigMap>(&names.namespace, &name)),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Bytes in a Kubernetes quantity such as 10Gi, 500M or 1073741824; None if it is not one.
+pub fn quantity_bytes(text: &str) -> Option<u128> {
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, suffix) = text.split_at(split);
+    let multiplier: u128 = match suffix {
+        "" => 1,
+        "k" => 1000,
+        "M" => 1000u128.pow(2),
+        "G" => 1000u128.pow(3),
+        "T" => 1000u128.pow(4),
+        "Ki" => 1 << 10,
+        "Mi" => 1 << 20,
+        "Gi" => 1 << 30,
+        "Ti" => 1 << 40,
+        _ => return None,
+    };
+    let value: f64 = number.parse().ok()?;
+    Some((value * multiplier as f64) as u128)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quantity_bytes;
+
+    #[test]
+    fn parses_quantities() {
+        assert_eq!(quantity_bytes("1Gi"), Some(1 << 30));
+        assert_eq!(quantity_bytes("500M"), Some(500_000_000));
+        assert_eq!(quantity_bytes("1.5Gi"), Some(3 << 29));
+        assert_eq!(quantity_bytes("42"), Some(42));
+        assert_eq!(quantity_bytes("10Xi"), None);
+        assert!(quantity_bytes("2Gi") > quantity_bytes("1500Mi"));
+    }
+}

@@ -1,0 +1,125 @@
+//! Execute: carry out the planner's step. Restarts go through the Eviction API, conditional on
+//! the pod being the one observed, so that PodDisruptionBudgets and other disruptions (a drain)
+//! are respected; reconfigurations are conditional on the configuration version the step was
+//! planned from. A refusal is an outcome, not an error: the next reconcile observes again.
+
+use crate::controller::Context;
+use crate::ensemble::{self, Change};
+use crate::error::{named, At, Error, Stage};
+use crate::events::EventType;
+use crate::observe::{serving_addresses, Observation};
+use crate::planner::Step;
+use crate::resources::Names;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use kube::api::{Api, DeleteParams, EvictParams, Preconditions};
+
+/// What came of a step, for an event: its type, reason and note.
+pub type Outcome = Option<(EventType, &'static str, String)>;
+
+pub async fn execute(
+    ctx: &Context,
+    names: &Names,
+    observation: &Observation,
+    step: &Step,
+    password: &str,
+) -> Result<Outcome, Error> {
+    Ok(match step {
+        Step::Restart { ordinal, reason } => restart(ctx, names, observation, *ordinal, reason).await?,
+        Step::AddVoter { id } => {
+            let change = Change::Join {
+                id: *id,
+                line: ensemble::member_line(names, &ctx.settings, *id),
+            };
+            reconfigure(observation, password, &change, None).await
+        }
+        Step::RemoveVoter { id } => reconfigure(observation, password, &Change::Leave { id: *id }, Some(*id)).await,
+        Step::SetReplicas(n) => Some((
+            EventType::Normal,
+            "Resized",
+            format!("StatefulSet resized to {n} members"),
+        )),
+        Step::DeleteVolume { ordinal } => {
+            let claims: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &names.namespace);
+            let claim = names.claim(*ordinal);
+            claims
+                .delete(&claim, &DeleteParams::default())
+                .await
+                .at(Stage::Execute, named::<PersistentVolumeClaim>(&names.namespace, &claim))?;
+            Some((
+                EventType::Normal,
+                "DeletedStaleVolume",
+                format!("deleted {claim}, retained when member {ordinal} was removed: it is added again empty"),
+            ))
+        }
+        Step::Wait(_) | Step::Idle => None,
+    })
+}
+
+async fn restart(
+    ctx: &Context,
+    names: &Names,
+    observation: &Observation,
+    ordinal: u32,
+    reason: &str,
+) -> Result<Outcome, Error> {
+    let pod = names.pod(ordinal);
+    let Some(uid) = observation
+        .members
+        .iter()
+        .find(|m| m.ordinal == ordinal)
+        .map(|m| m.uid.clone())
+        .filter(|uid| !uid.is_empty())
+    else {
+        return Ok(None);
+    };
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &names.namespace);
+    let params = EvictParams {
+        delete_options: Some(DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: Some(uid),
+                resource_version: None,
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    Ok(match pods.evict(&pod, &params).await {
+        Ok(_) => Some((
+            EventType::Normal,
+            "RestartingMember",
+            format!("evicted {pod}: {reason}"),
+        )),
+        // The budget allows no disruption now (another member is down, or a drain is evicting).
+        Err(kube::Error::Api(status)) if status.code == 429 => Some((
+            EventType::Normal,
+            "RestartDeferred",
+            format!("the PodDisruptionBudget allows no disruption now; {pod} is restarted when it does"),
+        )),
+        // The pod changed or went away since it was observed: plan again from what is there now.
+        Err(kube::Error::Api(status)) if status.code == 409 || status.code == 404 => None,
+        Err(error) => return Err(error).at(Stage::Execute, named::<Pod>(&names.namespace, &pod)),
+    })
+}
+
+async fn reconfigure(observation: &Observation, password: &str, change: &Change, leaving: Option<u64>) -> Outcome {
+    let from_version = observation.ensemble.as_ref().and_then(|e| e.version);
+    let addresses = serving_addresses(&observation.members, leaving);
+    Some(
+        match ensemble::reconfigure(&addresses, password, change, from_version).await {
+            Ok(()) => match change {
+                Change::Join { id, .. } => (
+                    EventType::Normal,
+                    "AddedVoter",
+                    format!("server.{id} joined the ensemble's voters"),
+                ),
+                Change::Leave { id } => (
+                    EventType::Normal,
+                    "RemovedVoter",
+                    format!("server.{id} left the ensemble"),
+                ),
+            },
+            // Not an error of the reconcile: the next one observes the ensemble again and decides anew.
+            Err(why) => (EventType::Warning, "ReconfigurationPending", why),
+        },
+    )
+}

@@ -1,0 +1,229 @@
+//! The operator's own metrics and health, served on one port: `/metrics` (Prometheus text),
+//! `/healthz` (the process runs) and `/readyz` (it can reach the API server).
+
+use crate::error::Stage;
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper::{Request, Response, StatusCode};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StageLabel {
+    pub stage: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClusterLabels {
+    pub namespace: String,
+    pub cluster: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OperationLabels {
+    pub namespace: String,
+    pub cluster: String,
+    pub operation: String,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub reconciles: Counter,
+    pub failures: Family<StageLabel, Counter>,
+    pub duration: Histogram,
+    /// 1 for each cluster's day-2 operation in progress.
+    pub operation: Family<OperationLabels, Gauge>,
+    /// Members of a cluster that have not served for longer than its rollout timeout.
+    pub stuck_members: Family<ClusterLabels, Gauge>,
+    /// 1 while a cluster's last reconcile failed.
+    pub failing: Family<ClusterLabels, Gauge>,
+    /// 1 on the replica that holds the leader Lease.
+    pub leader: Gauge,
+    /// The API server answered recently (for `/readyz`).
+    pub api_reachable: AtomicBool,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("zkop");
+        let reconciles = Counter::default();
+        let failures = Family::<StageLabel, Counter>::default();
+        let duration = Histogram::new(exponential_buckets(0.01, 2.0, 12));
+        let operation = Family::<OperationLabels, Gauge>::default();
+        let stuck_members = Family::<ClusterLabels, Gauge>::default();
+        let failing = Family::<ClusterLabels, Gauge>::default();
+        let leader = Gauge::default();
+        registry.register("reconciles", "Reconciles of ZooKeeperClusters", reconciles.clone());
+        registry.register(
+            "reconcile_failures",
+            "Reconciles that failed, by the stage that failed",
+            failures.clone(),
+        );
+        registry.register(
+            "reconcile_duration_seconds",
+            "How long a reconcile took",
+            duration.clone(),
+        );
+        registry.register(
+            "cluster_operation",
+            "The day-2 operation a cluster is in (1 while it lasts)",
+            operation.clone(),
+        );
+        registry.register(
+            "cluster_stuck_members",
+            "Members that have not served for longer than the cluster's rollout timeout",
+            stuck_members.clone(),
+        );
+        registry.register(
+            "cluster_reconcile_failing",
+            "1 while the cluster's last reconcile failed",
+            failing.clone(),
+        );
+        registry.register(
+            "leader",
+            "1 on the operator replica that holds the leader Lease",
+            leader.clone(),
+        );
+        Metrics {
+            registry,
+            reconciles,
+            failures,
+            duration,
+            operation,
+            stuck_members,
+            failing,
+            leader,
+            api_reachable: AtomicBool::new(false),
+        }
+    }
+}
+
+impl Metrics {
+    pub fn failed(&self, stage: Stage) {
+        self.failures
+            .get_or_create(&StageLabel {
+                stage: stage.as_str().into(),
+            })
+            .inc();
+    }
+
+    /// Records a cluster's current operation, replacing the previous one.
+    pub fn set_operation(&self, namespace: &str, cluster: &str, operation: Option<&str>) {
+        for kind in ["RollingRestart", "ScaleUp", "ScaleDown"] {
+            let labels = OperationLabels {
+                namespace: namespace.into(),
+                cluster: cluster.into(),
+                operation: kind.into(),
+            };
+            if operation == Some(kind) {
+                self.operation.get_or_create(&labels).set(1);
+            } else {
+                self.operation.remove(&labels);
+            }
+        }
+    }
+
+    /// Forgets a deleted cluster.
+    pub fn forget(&self, namespace: &str, cluster: &str) {
+        self.set_operation(namespace, cluster, None);
+        let labels = ClusterLabels {
+            namespace: namespace.into(),
+            cluster: cluster.into(),
+        };
+        self.stuck_members.remove(&labels);
+        self.failing.remove(&labels);
+    }
+
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry).expect("writing to a String");
+        text
+    }
+}
+
+/// Serves `/metrics`, `/healthz` and `/readyz` on `address` until the process ends.
+pub async fn serve(address: std::net::SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(address).await?;
+    tracing::info!(%address, "serving /metrics, /healthz and /readyz");
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                tracing::warn!(%error, "accepting a metrics connection");
+                continue;
+            }
+        };
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |request| answer(request, metrics.clone()));
+            let connection = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "metrics connection");
+            }
+        });
+    }
+}
+
+async fn answer(
+    request: Request<hyper::body::Incoming>,
+    metrics: Arc<Metrics>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let (status, content_type, body) = match request.uri().path() {
+        "/metrics" => (
+            StatusCode::OK,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            metrics.encode(),
+        ),
+        "/healthz" => (StatusCode::OK, "text/plain", "ok\n".to_string()),
+        "/readyz" if metrics.api_reachable.load(Ordering::Relaxed) => {
+            (StatusCode::OK, "text/plain", "ok\n".to_string())
+        }
+        "/readyz" => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain",
+            "the API server has not answered yet\n".to_string(),
+        ),
+        _ => (StatusCode::NOT_FOUND, "text/plain", "not found\n".to_string()),
+    };
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(content_type),
+    );
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_are_exported_with_the_cluster_and_stage() {
+        let metrics = Metrics::default();
+        metrics.reconciles.inc();
+        metrics.failed(Stage::Apply);
+        metrics.set_operation("prod", "zk", Some("RollingRestart"));
+        let text = metrics.encode();
+        assert!(text.contains("zkop_reconciles_total 1"), "{text}");
+        assert!(
+            text.contains("zkop_reconcile_failures_total{stage=\"apply\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("zkop_cluster_operation{namespace=\"prod\",cluster=\"zk\",operation=\"RollingRestart\"} 1"),
+            "{text}"
+        );
+        metrics.set_operation("prod", "zk", Some("ScaleUp"));
+        metrics.forget("prod", "zk");
+        assert!(!metrics.encode().contains("cluster=\"zk\""));
+    }
+}

@@ -1,0 +1,545 @@
+//! Observe: what the reconcile decides from. The API server's objects, each member's pod turned
+//! into a state with its cause, and the ensemble's committed configuration. The functions that
+//! interpret what was read are pure and tested here; `observe` only reads.
+
+use crate::ensemble::{self, EnsembleConfig};
+use crate::error::{named, At, Error, Stage};
+use crate::planner::{ClusterView, MemberState, MemberView};
+use crate::resources::{Names, ADMIN_PASSWORD_KEY, ENSEMBLE_STATE_KEY};
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, ListParams};
+use kube::{Client, ResourceExt};
+use std::collections::BTreeSet;
+use std::time::Duration;
+use vocabulary::{ports, ServingRole};
+use zkop_api::ZooKeeperCluster;
+
+/// The container zk-agent runs ZooKeeper in.
+pub const CONTAINER: &str = "zookeeper";
+/// Causes are cut to this length: a kubelet's image pull message can be long.
+const MAX_CAUSE: usize = 240;
+
+/// One member as the operator sees it: its pod (or its absence) and what its `srvr` said.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemberObservation {
+    pub pod: String,
+    pub ordinal: u32,
+    /// Empty when the pod is missing.
+    pub uid: String,
+    pub state: MemberState,
+    /// The pod runs the StatefulSet's update revision.
+    pub up_to_date: bool,
+    /// `<pod IP>:<client port>`, when the pod has an address.
+    pub address: Option<String>,
+    /// Since when it has not served (its pod's readiness turned false, or the pod was created).
+    pub down_since: Option<Timestamp>,
+    /// Why it does not run or serve, from the pod.
+    pub cause: Option<String>,
+    pub restarts: i32,
+}
+
+impl MemberObservation {
+    pub fn role(&self) -> Option<ServingRole> {
+        match self.state {
+            MemberState::Serving(role) => Some(role),
+            _ => None,
+        }
+    }
+    pub fn serves(&self) -> bool {
+        self.role().is_some()
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StatefulSetObservation {
+    pub replicas: i32,
+    pub updated_replicas: i32,
+    /// The StatefulSet controller has seen the latest spec and every pod runs its update revision.
+    pub rolled_out: bool,
+}
+
+/// Everything one reconcile decides from.
+#[derive(Debug, Clone, Default)]
+pub struct Observation {
+    pub statefulset: Option<StatefulSet>,
+    pub statefulset_status: Option<StatefulSetObservation>,
+    /// The live ConfigMap (members file and ensemble state).
+    pub config_map: Option<ConfigMap>,
+    /// Members by ordinal: every ordinal the StatefulSet should have (missing pods included) and
+    /// any pod beyond its size.
+    pub members: Vec<MemberObservation>,
+    pub claims: Vec<PersistentVolumeClaim>,
+    /// The super user's password, once the admin Secret exists.
+    pub admin_password: Option<String>,
+    /// The ensemble's committed configuration, read (after `sync`) from a serving member.
+    pub ensemble: Option<EnsembleConfig>,
+    /// ConfigMaps the pods mount: a configuration revision in use must not be deleted.
+    pub revision_config_maps_in_use: BTreeSet<String>,
+}
+
+impl Observation {
+    /// The ensemble state the live ConfigMap records.
+    pub fn recorded_ensemble_state(&self) -> Option<&str> {
+        self.config_map
+            .as_ref()?
+            .data
+            .as_ref()?
+            .get(ENSEMBLE_STATE_KEY)
+            .map(String::as_str)
+    }
+
+    pub fn statefulset_replicas(&self) -> Option<u32> {
+        let replicas = self.statefulset.as_ref()?.spec.as_ref()?.replicas?;
+        u32::try_from(replicas).ok()
+    }
+}
+
+pub async fn observe(client: &Client, names: &Names) -> Result<Observation, Error> {
+    let ns = &names.namespace;
+    let statefulsets: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
+    let selector = ListParams::default().labels(&names.label_selector());
+
+    let statefulset = statefulsets
+        .get_opt(&names.statefulset())
+        .await
+        .at(Stage::Observe, named::<StatefulSet>(ns, &names.statefulset()))?;
+    let config_map = config_maps
+        .get_opt(&names.config_map())
+        .await
+        .at(Stage::Observe, named::<ConfigMap>(ns, &names.config_map()))?;
+    let admin_password = secrets
+        .get_opt(&names.admin_secret())
+        .await
+        .at(Stage::Observe, named::<Secret>(ns, &names.admin_secret()))?
+        .and_then(|s| s.data?.get(ADMIN_PASSWORD_KEY).cloned())
+        .map(|p| String::from_utf8_lossy(&p.0).into_owned());
+    let pod_list = pods
+        .list(&selector)
+        .await
+        .at(Stage::Observe, format!("Pods {ns}/{}", names.label_selector()))?
+        .items;
+    let claims = claims
+        .list(&selector)
+        .await
+        .at(
+            Stage::Observe,
+            format!("PersistentVolumeClaims {ns}/{}", names.label_selector()),
+        )?
+        .items;
+
+    let update_revision = statefulset
+        .as_ref()
+        .and_then(|s| s.status.as_ref())
+        .and_then(|s| s.update_revision.clone());
+    let replicas = statefulset
+        .as_ref()
+        .and_then(|s| s.spec.as_ref())
+        .and_then(|s| s.replicas)
+        .and_then(|r| u32::try_from(r).ok())
+        .unwrap_or(0);
+    let mut members: Vec<MemberObservation> = pod_list
+        .iter()
+        .filter_map(|pod| member_from_pod(pod, &names.statefulset(), update_revision.as_deref()))
+        .collect();
+    probe_members(&mut members).await;
+    for ordinal in 0..replicas {
+        if !members.iter().any(|m| m.ordinal == ordinal) {
+            members.push(missing_member(names, ordinal));
+        }
+    }
+    members.sort_by_key(|m| m.ordinal);
+
+    let ensemble = match &admin_password {
+        Some(password) if members.iter().any(MemberObservation::serves) => {
+            ensemble::read_config(&serving_addresses(&members, None), password).await
+        }
+        _ => None,
+    };
+    let statefulset_status = statefulset.as_ref().map(statefulset_observation);
+    let revision_config_maps_in_use = pod_list.iter().flat_map(config_maps_mounted).collect();
+    Ok(Observation {
+        statefulset,
+        statefulset_status,
+        config_map,
+        members,
+        claims,
+        admin_password,
+        ensemble,
+        revision_config_maps_in_use,
+    })
+}
+
+/// Names of the ConfigMaps a pod mounts, directly or in a projected volume.
+fn config_maps_mounted(pod: &Pod) -> Vec<String> {
+    let volumes = pod
+        .spec
+        .as_ref()
+        .map(|s| s.volumes.clone().unwrap_or_default())
+        .unwrap_or_default();
+    volumes
+        .iter()
+        .flat_map(|v| {
+            let direct = v.config_map.as_ref().map(|c| c.name.clone());
+            let projected = v
+                .projected
+                .as_ref()
+                .and_then(|p| p.sources.clone())
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|s| s.config_map.map(|c| c.name));
+            direct.into_iter().chain(projected).collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Asks every running member `srvr`, at once.
+async fn probe_members(members: &mut [MemberObservation]) {
+    let probes = members.iter().map(|m| {
+        let address = m.address.clone().filter(|_| m.state == MemberState::Running);
+        tokio::task::spawn_blocking(move || {
+            address.and_then(|a| zk_agent::probe::ready(&a, Duration::from_secs(2)).ok())
+        })
+    });
+    let roles = futures::future::join_all(probes).await;
+    for (member, role) in members.iter_mut().zip(roles) {
+        if let Ok(Some(role)) = role {
+            member.state = MemberState::Serving(role);
+            member.down_since = None;
+        }
+    }
+}
+
+/// Serving members' client addresses, the member with server id `avoid` last.
+pub fn serving_addresses(members: &[MemberObservation], avoid: Option<u64>) -> Vec<String> {
+    let mut serving: Vec<&MemberObservation> = members.iter().filter(|m| m.serves()).collect();
+    serving.sort_by_key(|m| Some(vocabulary::myid_for_ordinal(m.ordinal)) == avoid);
+    serving.iter().filter_map(|m| m.address.clone()).collect()
+}
+
+fn missing_member(names: &Names, ordinal: u32) -> MemberObservation {
+    let view = MemberView::missing(ordinal);
+    MemberObservation {
+        pod: names.pod(ordinal),
+        ordinal,
+        uid: String::new(),
+        state: view.state,
+        up_to_date: true,
+        address: None,
+        down_since: None,
+        cause: view.cause,
+        restarts: 0,
+    }
+}
+
+/// A member pod as the planner needs it, before `srvr` is asked: `Running` means the container
+/// runs (whether it serves is for `srvr` to say). `None` for a pod that is not a member.
+pub fn member_from_pod(pod: &Pod, statefulset: &str, update_revision: Option<&str>) -> Option<MemberObservation> {
+    let name = pod.name_any();
+    let ordinal = name.strip_prefix(&format!("{statefulset}-"))?.parse::<u32>().ok()?;
+    let status = pod.status.clone().unwrap_or_default();
+    let container = status
+        .container_statuses
+        .as_ref()
+        .and_then(|all| all.iter().find(|c| c.name == CONTAINER));
+    let restarts = container.map_or(0, |c| c.restart_count);
+    let last_exit = container
+        .and_then(|c| c.last_state.as_ref()?.terminated.as_ref())
+        .map(|t| {
+            format!(
+                "last exit {} (exit code {})",
+                t.reason.as_deref().unwrap_or("unknown"),
+                t.exit_code
+            )
+        });
+    let unscheduled = status
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "PodScheduled" && c.status == "False");
+    let (state, cause) = if pod.metadata.deletion_timestamp.is_some() {
+        (MemberState::Terminating, Some("its pod is being deleted".to_string()))
+    } else if matches!(status.phase.as_deref(), Some("Failed" | "Succeeded")) {
+        let why = [status.reason.as_deref(), status.message.as_deref()]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(": ");
+        (
+            MemberState::Broken,
+            Some(format!("pod {}: {why}", status.phase.as_deref().unwrap_or(""))),
+        )
+    } else if let Some(condition) = unscheduled {
+        let why = condition.message.as_deref().unwrap_or("no node fits");
+        (MemberState::Broken, Some(format!("Unschedulable: {why}")))
+    } else if let Some(state) = container.and_then(|c| c.state.as_ref()) {
+        if let Some(waiting) = &state.waiting {
+            let mut why = waiting.reason.clone().unwrap_or_else(|| "Waiting".into());
+            if let Some(message) = &waiting.message {
+                why.push_str(&format!(": {message}"));
+            }
+            if let Some(exit) = &last_exit {
+                why.push_str(&format!("; {exit}"));
+            }
+            (MemberState::Broken, Some(why))
+        } else if let Some(terminated) = &state.terminated {
+            let why = format!(
+                "exited {} (exit code {})",
+                terminated.reason.as_deref().unwrap_or("unknown"),
+                terminated.exit_code
+            );
+            (MemberState::Broken, Some(why))
+        } else {
+            let why = (restarts > 0)
+                .then(|| format!("restarted {restarts} times, {}", last_exit.unwrap_or_default()))
+                .map(|s| s.trim_end_matches([',', ' ']).to_string());
+            (MemberState::Running, why)
+        }
+    } else {
+        (
+            MemberState::Broken,
+            Some("its container has not started yet".to_string()),
+        )
+    };
+    let not_ready_since = status
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "Ready" && c.status != "True")
+        .and_then(|c| c.last_transition_time.as_ref())
+        .map(|t| t.0);
+    let created = pod.metadata.creation_timestamp.as_ref().map(|t| t.0);
+    Some(MemberObservation {
+        pod: name,
+        ordinal,
+        uid: pod.uid().unwrap_or_default(),
+        up_to_date: update_revision.is_some()
+            && pod.labels().get("controller-revision-hash").map(String::as_str) == update_revision,
+        address: status.pod_ip.map(|ip| format!("{ip}:{}", ports::CLIENT)),
+        down_since: not_ready_since.or(created),
+        cause: cause.map(|c| cut(&c)),
+        restarts,
+        state,
+    })
+}
+
+fn cut(text: &str) -> String {
+    match text.char_indices().nth(MAX_CAUSE) {
+        Some((end, _)) => format!("{}...", &text[..end]),
+        None => text.to_string(),
+    }
+}
+
+pub fn statefulset_observation(sts: &StatefulSet) -> StatefulSetObservation {
+    let status = sts.status.clone().unwrap_or_default();
+    let generation_seen = status.observed_generation >= sts.metadata.generation;
+    let replicas = sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
+    let updated = status.updated_replicas.unwrap_or(0);
+    StatefulSetObservation {
+        replicas: status.replicas,
+        updated_replicas: updated,
+        // With OnDelete the StatefulSet controller never advances currentRevision, so "rolled
+        // out" is every pod on the update revision.
+        rolled_out: generation_seen && updated == replicas,
+    }
+}
+
+/// Volumes of this cluster created before the resource itself: it was re-created over volumes
+/// an earlier ensemble kept (`whenDeleted: Retain`), so the ensemble already exists.
+pub fn volumes_predate_cluster(zk: &ZooKeeperCluster, names: &Names, claims: &[PersistentVolumeClaim]) -> bool {
+    let Some(created) = zk.metadata.creation_timestamp.as_ref() else {
+        return false;
+    };
+    let prefix = format!("{}-", names.claim_prefix());
+    claims.iter().any(|claim| {
+        claim.name_any().starts_with(&prefix)
+            && claim
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .is_some_and(|t| t.0 < created.0)
+    })
+}
+
+/// Ordinals at or beyond `replicas` that still have a volume (retained by `whenScaled: Retain`,
+/// or not yet deleted).
+pub fn leftover_volumes(names: &Names, claims: &[PersistentVolumeClaim], replicas: u32) -> BTreeSet<u32> {
+    let prefix = format!("{}-", names.claim_prefix());
+    claims
+        .iter()
+        .filter(|c| c.metadata.deletion_timestamp.is_none())
+        .filter_map(|c| c.name_any().strip_prefix(&prefix)?.parse::<u32>().ok())
+        .filter(|ordinal| *ordinal >= replicas)
+        .collect()
+}
+
+/// The planner's view of the cluster.
+pub fn cluster_view(zk: &ZooKeeperCluster, names: &Names, observation: &Observation, now: Timestamp) -> ClusterView {
+    let statefulset_replicas = observation.statefulset_replicas().unwrap_or(0);
+    ClusterView {
+        statefulset: names.statefulset(),
+        desired_replicas: u32::try_from(zk.spec.replicas).unwrap_or(1),
+        statefulset_replicas,
+        members: observation
+            .members
+            .iter()
+            .map(|m| MemberView {
+                ordinal: m.ordinal,
+                state: m.state.clone(),
+                up_to_date: m.up_to_date,
+                down_for: m
+                    .down_since
+                    .filter(|_| !m.serves())
+                    .and_then(|since| Duration::try_from(now.duration_since(since)).ok())
+                    .unwrap_or_default(),
+                cause: m.cause.clone(),
+            })
+            .collect(),
+        voters: observation.ensemble.as_ref().map(|e| e.voters.clone()),
+        leftover_volumes: leftover_volumes(names, &observation.claims, statefulset_replicas),
+        member_ready_timeout: Duration::from_secs(u64::from(zk.spec.rollout.member_ready_timeout_seconds)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(status: serde_json::Value) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {
+                "name": "zk-2", "uid": "u-2",
+                "creationTimestamp": "2026-11-29T10:00:00Z",
+                "labels": {"controller-revision-hash": "zk-new"},
+            },
+            "status": status,
+        }))
+        .unwrap()
+    }
+
+    fn observe_pod(status: serde_json::Value) -> MemberObservation {
+        member_from_pod(&pod(status), "zk", Some("zk-new")).unwrap()
+    }
+
+    #[test]
+    fn an_image_that_cannot_be_pulled_is_named() {
+        let m = observe_pod(json!({
+            "phase": "Pending", "podIP": "10.0.0.7",
+            "containerStatuses": [{"name": "zookeeper", "ready": false, "restartCount": 0, "image": "zkop/zookeeper:3.9.99", "imageID": "",
+                "state": {"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image \"zkop/zookeeper:3.9.99\""}}}],
+        }));
+        assert_eq!(m.state, MemberState::Broken);
+        assert_eq!(m.ordinal, 2);
+        assert!(m.up_to_date);
+        assert_eq!(m.address.as_deref(), Some("10.0.0.7:2181"));
+        let cause = m.cause.unwrap();
+        assert!(cause.starts_with("ImagePullBackOff: Back-off pulling image"), "{cause}");
+    }
+
+    #[test]
+    fn a_crash_loop_names_the_last_exit() {
+        let m = observe_pod(json!({
+            "phase": "Running",
+            "containerStatuses": [{"name": "zookeeper", "ready": false, "restartCount": 4, "image": "i", "imageID": "",
+                "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 40s restarting failed container"}},
+                "lastState": {"terminated": {"exitCode": 2, "reason": "Error"}}}],
+        }));
+        assert_eq!(m.state, MemberState::Broken);
+        assert_eq!(m.restarts, 4);
+        assert_eq!(
+            m.cause.as_deref(),
+            Some("CrashLoopBackOff: back-off 40s restarting failed container; last exit Error (exit code 2)")
+        );
+    }
+
+    #[test]
+    fn an_unschedulable_pod_gives_the_schedulers_message() {
+        let m = observe_pod(json!({
+            "phase": "Pending",
+            "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                "message": "0/4 nodes are available: 4 node(s) didn't match Pod's node affinity/selector."}],
+        }));
+        assert_eq!(m.state, MemberState::Broken);
+        assert!(m.cause.unwrap().starts_with("Unschedulable: 0/4 nodes"));
+    }
+
+    #[test]
+    fn a_running_container_is_left_for_srvr_to_judge() {
+        let m = observe_pod(json!({
+            "phase": "Running",
+            "conditions": [{"type": "Ready", "status": "False", "lastTransitionTime": "2026-11-29T10:05:00Z"}],
+            "containerStatuses": [{"name": "zookeeper", "ready": false, "restartCount": 0, "image": "i", "imageID": "",
+                "state": {"running": {"startedAt": "2026-11-29T10:00:01Z"}}}],
+        }));
+        assert_eq!(m.state, MemberState::Running);
+        assert_eq!(m.cause, None);
+        assert_eq!(m.down_since.unwrap().to_string(), "2026-11-29T10:05:00Z");
+    }
+
+    #[test]
+    fn a_pod_on_an_older_revision_is_outdated_and_other_pods_are_not_members() {
+        let mut p = pod(json!({}));
+        p.metadata.labels = Some([("controller-revision-hash".to_string(), "zk-old".to_string())].into());
+        assert!(!member_from_pod(&p, "zk", Some("zk-new")).unwrap().up_to_date);
+        assert!(member_from_pod(&p, "zookeeper", Some("zk-new")).is_none());
+        assert_eq!(
+            member_from_pod(&p, "zk", Some("zk-new")).unwrap().cause.as_deref(),
+            Some("its container has not started yet")
+        );
+    }
+
+    #[test]
+    fn long_causes_are_cut() {
+        let long = "x".repeat(1000);
+        let m = observe_pod(json!({
+            "containerStatuses": [{"name": "zookeeper", "ready": false, "restartCount": 0, "image": "i", "imageID": "",
+                "state": {"waiting": {"reason": "ErrImagePull", "message": long}}}],
+        }));
+        assert!(m.cause.unwrap().len() < 300);
+    }
+
+    #[test]
+    fn volumes_older_than_the_resource_mean_it_was_recreated_over_them() {
+        let mut zk = ZooKeeperCluster::new("zk", serde_json::from_value(json!({})).unwrap());
+        zk.metadata.namespace = Some("ns".into());
+        zk.metadata.creation_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            "2026-11-29T10:00:00Z".parse().unwrap(),
+        ));
+        let names = Names::of(&zk);
+        let claim = |name: &str, created: &str| -> PersistentVolumeClaim {
+            serde_json::from_value(json!({"metadata": {"name": name, "creationTimestamp": created}})).unwrap()
+        };
+        assert!(!volumes_predate_cluster(
+            &zk,
+            &names,
+            &[claim("data-zk-0", "2026-11-29T10:00:00Z")]
+        ));
+        assert!(volumes_predate_cluster(
+            &zk,
+            &names,
+            &[claim("data-zk-1", "2026-11-28T09:00:00Z")]
+        ));
+        assert!(!volumes_predate_cluster(
+            &zk,
+            &names,
+            &[claim("data-other-1", "2026-11-28T09:00:00Z")]
+        ));
+        assert_eq!(
+            leftover_volumes(
+                &names,
+                &[
+                    claim("data-zk-1", "2026-11-28T09:00:00Z"),
+                    claim("data-zk-4", "2026-11-28T09:00:00Z")
+                ],
+                3
+            ),
+            BTreeSet::from([4])
+        );
+    }
+}
