@@ -17,6 +17,7 @@ export CGO_ENABLED=0 GOFLAGS=-trimpath
 export PATH=$BIN_CACHE/tools:$PATH
 
 log() { echo "[$(date +%H:%M:%S)] ${0##*/}: $*" >&2; }
+die() { log "error: $*"; exit 1; }
 
 # Move a finished temp dir/file into place atomically (so a half-written cache
 # entry is never mistaken for a complete one).

@@ -23,22 +23,35 @@ done
 
 ctx=kind-$CLUSTER_NAME
 if kind get clusters 2>/dev/null | grep -qx "$CLUSTER_NAME"; then
-  # After a restart of Docker the nodes are stopped, or restarted by Docker
-  # (kind's restart policy) maybe with other IPs: recreate rather than reuse.
+  # A cluster is never deleted behind the user's back: it holds their ensembles and volumes.
+  # Nodes stopped (a Docker or machine restart, a test that stops one) are started again in
+  # place; if the nodes do not come back Ready, say what to run instead.
   current=$(docker inspect -f '{{.Config.Image}}' "$CLUSTER_NAME-control-plane" 2>/dev/null || true)
-  restarted=""
-  for n in $(docker ps -aq --filter "label=io.x-k8s.kind.cluster=$CLUSTER_NAME"); do
-    read -r running created started < <(docker inspect -f '{{.State.Running}} {{.Created}} {{.State.StartedAt}}' "$n")
-    if [[ $running != true ]] || (( $(date -d "$started" +%s) - $(date -d "$created" +%s) > 60 )); then
-      restarted+=" $n"
-    fi
-  done
-  if [[ $current == "$node_image" && -z $restarted ]] &&
-     kubectl --context "$ctx" wait nodes --all --for=condition=Ready --timeout=60s >/dev/null 2>&1; then
-    log "cluster $CLUSTER_NAME already up ($node_image)"; exit 0
+  if [[ $current != "$node_image" ]]; then
+    log "note: cluster $CLUSTER_NAME runs node image $current, not the current $node_image;" \
+        "run 'make cluster-down cluster' to rebuild it (this deletes every ensemble and volume in it)"
   fi
-  log "cluster $CLUSTER_NAME is stale or unhealthy${restarted:+ (not running since creation:$restarted)}: recreating"
-  kind delete cluster --name "$CLUSTER_NAME"
+  stopped=$(docker ps -aq --filter "label=io.x-k8s.kind.cluster=$CLUSTER_NAME" --filter status=exited --filter status=created)
+  if [[ -n $stopped ]]; then
+    names=$(docker inspect -f '{{.Name}}' $stopped | tr -d / | xargs)
+    log "starting stopped nodes of $CLUSTER_NAME: $names"
+    since=$(date +%s)
+    docker start $stopped >/dev/null
+    # Ready may still be the stale value from before the stop: wait for a fresh heartbeat.
+    for node in $names; do
+      for _ in $(seq 90); do
+        beat=$(kubectl --context "$ctx" get node "$node" -o jsonpath='{.status.conditions[?(@.type=="Ready")].lastHeartbeatTime}' 2>/dev/null || true)
+        [[ -n $beat ]] && (( $(date -d "$beat" +%s) >= since )) && break
+        sleep 2
+      done
+    done
+  fi
+  if kubectl --context "$ctx" wait nodes --all --for=condition=Ready --timeout=180s >/dev/null 2>&1; then
+    log "cluster $CLUSTER_NAME up ($current)"; exit 0
+  fi
+  kubectl --context "$ctx" get nodes >&2 || true
+  die "cluster $CLUSTER_NAME exists but its nodes are not Ready after 3 minutes. Look at 'docker logs $CLUSTER_NAME-control-plane'," \
+      "or rebuild it with 'make cluster-down cluster' (this deletes every ensemble and volume in it)"
 fi
 
 log "creating cluster $CLUSTER_NAME from $node_image"
