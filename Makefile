@@ -8,6 +8,7 @@
 #   make e2e           end-to-end tests of the operator on the local cluster
 #   make bench         benchmark: operator vs a plain StatefulSet, on the local cluster
 #   make bench-day2    benchmark: write stalls during day-2 operations, on the local cluster
+#   make chaos         the fault-injection suite in randomized repeated rounds (CHAOS_ROUNDS=3)
 #   make cluster       local kind cluster (see cluster/cluster.mk)
 
 ZOOKEEPER_VERSION ?= 3.9.4
@@ -17,7 +18,7 @@ IMAGE ?= $(IMAGE_REPO):$(ZOOKEEPER_VERSION)
 
 export ZK_TEST_ZOOKEEPER_HOME := $(CURDIR)/build/zookeeper-$(ZOOKEEPER_VERSION)
 
-.PHONY: all build lint test test-rust test-image image images zookeeper-dist bench-agent clean crd check-crd install demo e2e bench bench-day2
+.PHONY: all build lint test test-rust test-image image images zookeeper-dist bench-agent clean crd check-crd install demo e2e bench bench-day2 chaos
 
 all: build
 
@@ -54,6 +55,9 @@ demo: install
 # One test at a time: each runs a whole ensemble on a two-core machine.
 e2e: install
 	cargo test -p e2e -- --test-threads=1
+
+chaos: install
+	scripts/chaos.sh
 
 bench: install
 	cargo bench -p e2e --bench operator

@@ -7,7 +7,7 @@ mod common;
 use common::workload::{Report, Workload};
 use common::{client, wait_for, TestNamespace};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, ListParams};
 use kube::ResourceExt;
 use serde_json::json;
 use std::time::Duration;
@@ -63,11 +63,7 @@ async fn rolling_restart_on_request_restarts_the_leader_last() {
     let leader = before.status.unwrap().leader.unwrap();
     let uids = ns.pod_uids("zk").await;
 
-    let annotation = json!({"metadata": {"annotations": {zkop_api::RESTART_ANNOTATION: "e2e-1"}}});
-    ns.clusters()
-        .patch("zk", &PatchParams::default(), &Patch::Merge(annotation))
-        .await
-        .unwrap();
+    ns.request_restart("zk", "e2e-1").await;
     let mut restart_order: Vec<String> = Vec::new();
     let started = std::time::Instant::now();
     while restart_order.len() < 3 {

@@ -10,7 +10,7 @@ mod common;
 use common::workload::{Report, Workload};
 use common::{client, condition, docker, fault_row, kubectl, wait_for, TestNamespace};
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod};
-use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams};
 use kube::ResourceExt;
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -309,11 +309,7 @@ async fn drains_respect_the_budget_and_a_member_waits_for_its_node() {
     let workload = start_workload(&ns).await;
     let started = Instant::now();
     let mark = ns.event_mark("zk").await;
-    let annotation = json!({"metadata": {"annotations": {zkop_api::RESTART_ANNOTATION: "drain-during-roll"}}});
-    clusters
-        .patch("zk", &PatchParams::default(), &Patch::Merge(annotation))
-        .await
-        .unwrap();
+    ns.request_restart("zk", "drain-during-roll").await;
     ns.wait_for_event("zk", "RestartingMember", &mark, Duration::from_secs(60))
         .await;
     let leader = status(&ns).await.leader.unwrap_or(leader);
@@ -536,11 +532,7 @@ async fn the_operator_killed_at_each_step_resumes() {
     let workload = start_workload(&ns).await;
     let started = Instant::now();
     let mark = ns.event_mark("zk").await;
-    let annotation = json!({"metadata": {"annotations": {zkop_api::RESTART_ANNOTATION: "operator-killed"}}});
-    ns.clusters()
-        .patch("zk", &PatchParams::default(), &Patch::Merge(annotation))
-        .await
-        .unwrap();
+    ns.request_restart("zk", "operator-killed").await;
     kill_operator_on(&ns, "RestartingMember", &mark).await;
     ns.wait_settled("zk", 3).await;
     finish(
@@ -555,11 +547,7 @@ async fn the_operator_killed_at_each_step_resumes() {
     let workload = start_workload(&ns).await;
     let started = Instant::now();
     let mark = ns.event_mark("zk").await;
-    let annotation = json!({"metadata": {"annotations": {zkop_api::RESTART_ANNOTATION: "api-unreachable"}}});
-    ns.clusters()
-        .patch("zk", &PatchParams::default(), &Patch::Merge(annotation))
-        .await
-        .unwrap();
+    ns.request_restart("zk", "api-unreachable").await;
     ns.wait_for_event("zk", "OperationStarted", &mark, Duration::from_secs(60))
         .await;
     let cut = cut_operators_off_the_api_server(&client, true).await;

@@ -86,7 +86,7 @@ fn time_by_hand(round: u32, base: u16) -> Duration {
         std::fs::write(
             &cfg,
             format!(
-                "tickTime=2000\ninitLimit=10\nsyncLimit=5\nmaxClientCnxns=60\nautopurge.snapRetainCount=3\n\
+                "tickTime=2000\ninitLimit=10\nsyncLimit=2\nmaxClientCnxns=60\nautopurge.snapRetainCount=3\n\
                  autopurge.purgeInterval=1\n4lw.commands.whitelist=srvr,mntr,ruok\ndataDir={}\n\
                  clientPort={}\nclientPortAddress=127.0.0.1\nadmin.serverAddress=127.0.0.1\nadmin.serverPort={}\n\
                  metricsProvider.className=org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider\n\

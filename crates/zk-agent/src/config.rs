@@ -13,7 +13,10 @@ const WHITELIST_KEY: &str = "4lw.commands.whitelist";
 const DEFAULTS: &[(&str, &str)] = &[
     ("tickTime", "2000"),
     ("initLimit", "10"),
-    ("syncLimit", "5"),
+    // A leader cut off from its followers gives up after syncLimit ticks (4 s), and followers
+    // notice a lost leader as fast: well inside the 10 s session timeout many clients use, so
+    // their sessions survive by reconnecting to the majority. ZooKeeper's sample uses 5 (10 s).
+    ("syncLimit", "2"),
     ("maxClientCnxns", "60"),
     ("autopurge.snapRetainCount", "3"),
     ("autopurge.purgeInterval", "1"),

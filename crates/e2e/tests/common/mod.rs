@@ -144,18 +144,16 @@ impl TestNamespace {
     }
 
     pub fn kubectl(&self, args: &[&str]) -> (bool, String) {
-        let output = Command::new("kubectl")
-            .arg("-n")
-            .arg(&self.name)
-            .args(args)
-            .output()
-            .expect("kubectl");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        (output.status.success(), text)
+        run(Command::new("kubectl").arg("-n").arg(&self.name).args(args))
+    }
+
+    /// Asks for a rolling restart, as a user would: the restart annotation set to `value`.
+    pub async fn request_restart(&self, cluster: &str, value: &str) {
+        let annotation = serde_json::json!({"metadata": {"annotations": {zkop_api::RESTART_ANNOTATION: value}}});
+        self.clusters()
+            .patch(cluster, &PatchParams::default(), &Patch::Merge(annotation))
+            .await
+            .unwrap();
     }
 
     pub fn kubectl_stdin(&self, args: &[&str], input: &str) -> (bool, String) {
@@ -299,7 +297,7 @@ pub fn seed_statefulset(namespace: &str) -> String {
         .map(|i| format!("server.{}=seed-{i}.{domain}:2888:3888\n", i + 1))
         .collect();
     let zoo_cfg = format!(
-        "tickTime=2000\ninitLimit=10\nsyncLimit=5\ndataDir=/data/zookeeper\nclientPort=2181\n\
+        "tickTime=2000\ninitLimit=10\nsyncLimit=2\ndataDir=/data/zookeeper\nclientPort=2181\n\
          4lw.commands.whitelist=srvr,mntr,ruok\nadmin.enableServer=false\n{servers}"
     );
     let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": [
@@ -378,9 +376,9 @@ pub async fn kill_pod(client: &Client, namespace: &str, name: &str) {
     let _ = pods.delete(name, &DeleteParams::default().grace_period(0)).await;
 }
 
-/// Runs `docker ARGS`; returns whether it succeeded, and its output.
-pub fn docker(args: &[&str]) -> (bool, String) {
-    let output = Command::new("docker").args(args).output().expect("docker");
+/// Runs a command; returns whether it succeeded, and its output (stdout, then stderr).
+pub fn run(command: &mut Command) -> (bool, String) {
+    let output = command.output().expect("running a command");
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),
@@ -389,15 +387,14 @@ pub fn docker(args: &[&str]) -> (bool, String) {
     (output.status.success(), text)
 }
 
+/// Runs `docker ARGS`.
+pub fn docker(args: &[&str]) -> (bool, String) {
+    run(Command::new("docker").args(args))
+}
+
 /// Runs `kubectl ARGS` outside any namespace.
 pub fn kubectl(args: &[&str]) -> (bool, String) {
-    let output = Command::new("kubectl").args(args).output().expect("kubectl");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.success(), text)
+    run(Command::new("kubectl").args(args))
 }
 
 impl TestNamespace {
