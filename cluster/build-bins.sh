@@ -2,7 +2,7 @@
 # Build every binary the cluster needs from Go modules (and pause from C),
 # into $BIN_CACHE/<name>-<version>/. A finished dir is never rebuilt.
 #
-#   cluster/build-bins.sh [kubernetes|etcd|coredns|crictl|kind|helm|local-path|pause ...]
+#   cluster/build-bins.sh [kubernetes|etcd|coredns|crictl|kind|helm|local-path|kube-router|pause ...]
 #
 # Each Go program is built through a small wrapper module in $CACHE/src/<name>:
 # it requires the upstream module at the pinned version and `replace`s the
@@ -105,6 +105,13 @@ build_crictl() {
     go_wrapper crictl "$CRICTL_VERSION" "-X sigs.k8s.io/cri-tools/pkg/version.Version=$CRICTL_VERSION" sigs.k8s.io/cri-tools/cmd/crictl
 }
 
+build_kube_router() {
+  echo "require github.com/cloudnativelabs/kube-router/v2 $KUBE_ROUTER_VERSION" |
+    go_wrapper kube-router "$KUBE_ROUTER_VERSION" \
+      "-X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=$KUBE_ROUTER_VERSION" \
+      github.com/cloudnativelabs/kube-router/v2/cmd/kube-router
+}
+
 build_pause() {
   local out=$BIN_CACHE/pause-$PAUSE_IMAGE_TAG
   [ -d "$out" ] && { log "pause: cached"; return; }
@@ -123,7 +130,7 @@ link_tools() {
   true
 }
 
-what=${*:-pause kind kubernetes etcd coredns crictl local-path helm}
+what=${*:-pause kind kubernetes etcd coredns crictl local-path kube-router helm}
 for w in $what; do
   case $w in
     kubernetes) build_kubernetes ;;
@@ -132,6 +139,7 @@ for w in $what; do
     kind) build_kind ;;
     helm) build_helm ;;
     local-path) build_local_path ;;
+    kube-router) build_kube_router ;;
     pause) build_pause ;;
     crictl) build_crictl ;;
     *) echo "unknown: $w" >&2; exit 2 ;;

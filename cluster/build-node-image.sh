@@ -36,6 +36,7 @@ K8S_BIN=$BIN_CACHE/kubernetes-$K8S_VERSION
 TOOLS_IMAGE=docker.io/zk-on-k8s/tools:$inputs_hash
 LPP_IMAGE=docker.io/zk-on-k8s/local-path-provisioner:$LOCAL_PATH_PROVISIONER_VERSION
 PAUSE_IMAGE=registry.k8s.io/pause:$PAUSE_IMAGE_TAG
+KUBE_ROUTER_IMAGE=docker.io/zk-on-k8s/kube-router:$KUBE_ROUTER_VERSION
 
 work=$(mktemp -d /tmp/zk-node-image.XXXXXX)
 trap 'rm -rf "$work"' EXIT
@@ -78,6 +79,19 @@ EOF
 docker build -q "${nocache[@]}" -t "registry.k8s.io/kube-proxy:$K8S_VERSION" "$work/ctx-kube-proxy" >/dev/null
 images+=("registry.k8s.io/kube-proxy:$K8S_VERSION")
 
+# kube-router's NetworkPolicy controller programs iptables (the same nft backend as
+# kube-proxy's, both Debian's) and ipset.
+mkdir -p "$work/ctx-kube-router"; cp "$BIN_CACHE/kube-router-$KUBE_ROUTER_VERSION/kube-router" "$work/ctx-kube-router/"
+cat >"$work/ctx-kube-router/Dockerfile" <<EOF
+FROM debian:$DEBIAN_SUITE-slim
+RUN apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+      iptables ipset conntrack && rm -rf /var/lib/apt/lists/*
+COPY kube-router /usr/local/bin/kube-router
+ENTRYPOINT ["/usr/local/bin/kube-router"]
+EOF
+docker build -q "${nocache[@]}" -t "$KUBE_ROUTER_IMAGE" "$work/ctx-kube-router" >/dev/null
+images+=("$KUBE_ROUTER_IMAGE")
+
 docker build -q "${nocache[@]}" -t "$TOOLS_IMAGE" "$CLUSTER_DIR/images/tools" >/dev/null
 images+=("$TOOLS_IMAGE")
 
@@ -90,6 +104,7 @@ mkdir -p "$ctx/bin"
 cp -a "$CLUSTER_DIR/node/files" "$ctx/files"
 install -D -m 0755 "$REPO_DIR/scripts/runc-wrapper.sh" "$ctx/files/usr/local/libexec/zk-on-k8s/runc-wrapper"
 sed -i -e "s|@PAUSE_IMAGE@|$PAUSE_IMAGE|g" -e "s|@TOOLS_IMAGE@|$TOOLS_IMAGE|g" -e "s|@LPP_IMAGE@|$LPP_IMAGE|g" \
+  -e "s|@KUBE_ROUTER_IMAGE@|$KUBE_ROUTER_IMAGE|g" \
   "$ctx/files/etc/containerd/config.toml" "$ctx"/files/kind/manifests/*.yaml
 echo "$K8S_VERSION" >"$ctx/files/kind/version"
 for b in kubeadm kubelet kubectl; do cp "$K8S_BIN/$b" "$ctx/bin/"; done

@@ -8,6 +8,7 @@
 #![allow(clippy::duplicated_attributes)]
 
 use k8s_openapi::api::core::v1::{ResourceRequirements, Toleration};
+use k8s_openapi::api::networking::v1::NetworkPolicyPeer;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
@@ -84,10 +85,13 @@ pub struct ZooKeeperClusterSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
 
-    /// Extra JVM options, e.g. ["-Xmx512m"].
+    /// Extra JVM options, e.g. ["-Xmx512m"]: heap, stack, GC and memory sizing and a few
+    /// ZooKeeper limits; nothing that loads an agent, reads an argument file or changes the
+    /// class path is accepted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 32), inner(length(max = 256)))]
     #[x_kube(validation = Rule::new(owned_jvm_property_rule()).message(owned_jvm_property_message().as_str()))]
+    #[x_kube(validation = Rule::new(jvm_allow_rule()).message(Message::Expression(jvm_allow_message())))]
     pub jvm_options: Vec<String>,
 
     /// Storage for each member.
@@ -95,10 +99,14 @@ pub struct ZooKeeperClusterSpec {
     pub storage: StorageSpec,
 
     /// ZooKeeper settings (zoo.cfg keys) merged over the defaults, e.g. {"tickTime": "2000"}.
-    /// Membership, ports and paths belong to the operator and cannot be set here.
+    /// Only the settings users legitimately tune are accepted (tickTime, initLimit, syncLimit,
+    /// session and connection limits, autopurge, snapshots, quotas, ...), each in its form;
+    /// membership, ports, paths and security settings belong to the operator.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    #[schemars(extend("maxProperties" = 64), inner(length(max = 1024)))]
+    #[schemars(extend("maxProperties" = 64, "additionalProperties" = {"type": "string", "maxLength": 64}))]
     #[x_kube(validation = Rule::new(owned_config_rule()).message(owned_config_message().as_str()))]
+    #[x_kube(validation = Rule::new(config_allow_rule()).message(Message::Expression(config_allow_message())))]
+    #[x_kube(validation = Rule::new(config_value_rule()).message(Message::Expression(config_value_message())))]
     pub config: BTreeMap<String, String>,
 
     /// Where members run.
@@ -108,6 +116,44 @@ pub struct ZooKeeperClusterSpec {
     /// How day-2 restarts proceed.
     #[serde(default)]
     pub rollout: RolloutSpec,
+
+    /// Who may reach the members over the network. The operator makes a NetworkPolicy from it
+    /// (peers on the quorum and election ports only from members, the operator on the client
+    /// port); it is enforced where the cluster's network plugin enforces NetworkPolicies.
+    #[serde(default)]
+    pub access: AccessSpec,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AccessSpec {
+    /// Who may connect to the client port, as NetworkPolicy peers (podSelector,
+    /// namespaceSelector, ipBlock). Default: every pod in the cluster's namespace. An empty list
+    /// admits no application.
+    #[serde(default = "same_namespace")]
+    #[schemars(length(max = 32))]
+    pub clients: Vec<NetworkPolicyPeer>,
+    /// Who may scrape ZooKeeper's Prometheus metrics (port 7000). Default: nobody.
+    #[serde(default)]
+    #[schemars(length(max = 32))]
+    pub metrics: Vec<NetworkPolicyPeer>,
+}
+
+impl Default for AccessSpec {
+    fn default() -> Self {
+        AccessSpec {
+            clients: same_namespace(),
+            metrics: Vec::new(),
+        }
+    }
+}
+
+/// Every pod in the cluster's own namespace.
+fn same_namespace() -> Vec<NetworkPolicyPeer> {
+    vec![NetworkPolicyPeer {
+        pod_selector: Some(Default::default()),
+        ..Default::default()
+    }]
 }
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -150,6 +196,85 @@ fn owned_config_message() -> String {
         "spec.config must not set {} or {}: the operator manages membership, ports and paths; remove them from spec.config",
         owned_config_keys().join(", "),
         vocabulary::config::OWNED_PREFIXES.iter().map(|p| format!("{p}*")).collect::<Vec<_>>().join(", ")
+    )
+}
+
+/// A Rust string as a single-quoted CEL string literal.
+fn cel_string(text: &str) -> String {
+    format!("'{}'", text.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+fn allowed_config_keys() -> Vec<&'static str> {
+    vocabulary::config::ALLOWED.iter().map(|(key, _)| *key).collect()
+}
+
+fn config_allow_rule() -> String {
+    format!(
+        "self.all(k, k in {} || k in {} || {})",
+        cel_list(&allowed_config_keys()),
+        cel_list(&owned_config_keys()),
+        vocabulary::config::OWNED_PREFIXES
+            .iter()
+            .map(|p| format!("k.startsWith('{p}')"))
+            .collect::<Vec<_>>()
+            .join(" || ")
+    )
+}
+
+fn config_allow_message() -> String {
+    format!(
+        "'spec.config.' + self.filter(k, !(k in {})).filter(k, !(k in {}))[0] + ' is not a setting that can be changed here (security, paths and membership belong to the operator); the settings that can: {}'",
+        cel_list(&allowed_config_keys()),
+        cel_list(&owned_config_keys()),
+        allowed_config_keys().join(", ")
+    )
+}
+
+/// Each allowed setting that is present has the form it takes. One check per key, each of fixed
+/// cost: iterating over the map would make the API server's cost estimate explode.
+fn config_value_rule() -> String {
+    vocabulary::config::ALLOWED
+        .iter()
+        .map(|(key, form)| {
+            format!(
+                "(!('{key}' in self) || self['{key}'].matches({}))",
+                cel_string(&vocabulary::config::pattern(*form))
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" && ")
+}
+
+fn config_value_message() -> String {
+    let checks: Vec<String> = vocabulary::config::ALLOWED
+        .iter()
+        .map(|(key, form)| {
+            format!(
+                "('{key}' in self && !self['{key}'].matches({}) ? ['spec.config.{key} must be ' + {}] : [])",
+                cel_string(&vocabulary::config::pattern(*form)),
+                cel_string(&vocabulary::config::describe(*form))
+            )
+        })
+        .collect();
+    format!("({})[0]", checks.join(" + "))
+}
+
+fn jvm_allow_rule() -> String {
+    format!("self.all(o, o.matches({}))", cel_string(&vocabulary::jvm::pattern()))
+}
+
+fn jvm_allow_message() -> String {
+    format!(
+        "'spec.jvmOptions: ' + self.filter(o, !o.matches({})).map(o, o.size() > 64 ? o.substring(0, 64) + '...' : o)[0] + ' is not allowed: only heap, stack, GC and memory sizing ({}, ...), the flags {} and a few ZooKeeper limits ({}) are; one option per element, without spaces'",
+        cel_string(&vocabulary::jvm::pattern()),
+        vocabulary::jvm::ALLOWED_PREFIXES[..4].join(", "),
+        vocabulary::jvm::ALLOWED_FLAGS.join(" "),
+        vocabulary::jvm::ALLOWED_PREFIXES
+            .iter()
+            .filter(|p| p.starts_with("-D"))
+            .copied()
+            .collect::<Vec<_>>()
+            .join(", ")
     )
 }
 

@@ -41,7 +41,10 @@ async fn start_workload(ns: &TestNamespace) -> Workload {
 }
 
 /// Stops the workload, checks every acknowledged write, prints the row.
-async fn finish(case: &str, workload: Workload, recovered: Duration, kept_quorum: bool) -> Report {
+async fn finish(case: &str, workload: Workload, started: Instant, kept_quorum: bool) -> Report {
+    // Recovered means the clients write again, not only that the operator says so.
+    workload.wait_for_progress(Duration::from_secs(60)).await;
+    let recovered = started.elapsed();
     let (report, missing) = workload.finish().await;
     fault_row(case, &report, missing.len(), recovered, "none");
     assert!(
@@ -50,6 +53,11 @@ async fn finish(case: &str, workload: Workload, recovered: Duration, kept_quorum
         report.acked.len()
     );
     assert!(missing.is_empty(), "{case}: acknowledged writes lost: {missing:?}");
+    assert!(
+        report.tail < Duration::from_secs(5),
+        "{case}: the workload had not written for {:?} when the ensemble was back",
+        report.tail
+    );
     if kept_quorum {
         assert_eq!(
             report.sessions_expired, 0,
@@ -133,7 +141,7 @@ async fn bad_rollout(ns: &TestNamespace, case: &str, breaking: serde_json::Value
     let fixed = Instant::now();
     ns.patch_spec("zk", fix).await.unwrap();
     ns.wait_settled("zk", 3).await;
-    finish(case, workload, fixed.elapsed(), true).await;
+    finish(case, workload, fixed, true).await;
 }
 
 /// A version whose image does not exist, a configuration value that makes ZooKeeper exit, a
@@ -155,7 +163,7 @@ async fn bad_rollouts_stop_after_one_member_and_heal_when_reverted() {
     bad_rollout(
         &ns,
         "config makes ZooKeeper exit",
-        json!({"config": {"tickTime": "two-seconds"}}),
+        json!({"config": {"tickTime": "0"}}),
         json!({"config": null}),
         "exit code",
     )
@@ -295,7 +303,7 @@ async fn drains_respect_the_budget_and_a_member_waits_for_its_node() {
     let report = finish(
         "drain: leader's node, member waits, then node gone for good",
         workload,
-        started.elapsed(),
+        started,
         true,
     )
     .await;
@@ -325,13 +333,7 @@ async fn drains_respect_the_budget_and_a_member_waits_for_its_node() {
         fewest >= 2,
         "two members were down at once during the drain and the roll ({fewest} ready)"
     );
-    finish(
-        "drain of the leader's node during a roll",
-        workload,
-        started.elapsed(),
-        true,
-    )
-    .await;
+    finish("drain of the leader's node during a roll", workload, started, true).await;
 }
 
 /// A whole worker node stopped (`docker stop` of its kind container) and started again.
@@ -380,25 +382,36 @@ async fn a_stopped_node_comes_back_and_its_member_rejoins() {
     )
     .await;
     ns.wait_settled("zk", 3).await;
-    finish(
-        "worker node stopped (docker stop) and started",
-        workload,
-        started.elapsed(),
-        true,
-    )
-    .await;
+    finish("worker node stopped (docker stop) and started", workload, started, true).await;
 }
 
-/// iptables rules on the member's node that drop its traffic to and from the other members.
+/// Drops packets from `from` to `to` (and to `port`, if given) on `node`, or stops dropping
+/// them. The rule goes in the raw table, which sees every packet before the filter table, where
+/// kube-router keeps its NetworkPolicy chains at the top.
+fn drop_packets(node: &str, from: &str, to: &str, port: Option<&str>, cut: bool) {
+    let mut args = vec![
+        "exec",
+        node,
+        "iptables",
+        "-t",
+        "raw",
+        if cut { "-I" } else { "-D" },
+        "PREROUTING",
+    ];
+    args.extend(["-s", from, "-d", to]);
+    if let Some(port) = port {
+        args.extend(["-p", "tcp", "--dport", port]);
+    }
+    args.extend(["-j", "DROP"]);
+    let (ok, out) = docker(&args);
+    assert!(ok, "iptables on {node}: {out}");
+}
+
+/// Cuts a member off from its peers, both ways, or reconnects it.
 fn partition(node: &str, member_ip: &str, peers: &[String], cut: bool) {
-    let action = if cut { "-I" } else { "-D" };
     for peer in peers {
-        for (from, to) in [(member_ip, peer.as_str()), (peer.as_str(), member_ip)] {
-            let (ok, out) = docker(&[
-                "exec", node, "iptables", action, "FORWARD", "-s", from, "-d", to, "-j", "DROP",
-            ]);
-            assert!(ok, "iptables on {node}: {out}");
-        }
+        drop_packets(node, member_ip, peer, None, cut);
+        drop_packets(node, peer, member_ip, None, cut);
     }
 }
 
@@ -454,13 +467,7 @@ async fn a_member_cut_off_from_its_peers_rejoins() {
     }
     ns.wait_settled("zk", 3).await;
     let _ = node;
-    finish(
-        "leader cut off from its peers for 15 s",
-        workload,
-        started.elapsed(),
-        true,
-    )
-    .await;
+    finish("leader cut off from its peers for 15 s", workload, started, true).await;
 }
 
 /// Kills the leading operator replica as soon as a new event with `reason` appears.
@@ -524,7 +531,7 @@ async fn the_operator_killed_at_each_step_resumes() {
     finish(
         "operator leader killed after AddVoter and after RemoveVoter (scale 3-5-3)",
         workload,
-        started.elapsed(),
+        started,
         true,
     )
     .await;
@@ -538,7 +545,7 @@ async fn the_operator_killed_at_each_step_resumes() {
     finish(
         "operator leader killed right after evicting a member (roll)",
         workload,
-        started.elapsed(),
+        started,
         true,
     )
     .await;
@@ -550,39 +557,60 @@ async fn the_operator_killed_at_each_step_resumes() {
     ns.request_restart("zk", "api-unreachable").await;
     ns.wait_for_event("zk", "OperationStarted", &mark, Duration::from_secs(60))
         .await;
-    let cut = cut_operators_off_the_api_server(&client, true).await;
-    tokio::time::sleep(Duration::from_secs(30)).await;
+    let api = api_server_address(&client).await;
+    let cut = operator_pods_and_nodes(&client).await;
     for (node, ip) in &cut {
-        let (ok, out) = docker(&[
-            "exec", node, "iptables", "-D", "FORWARD", "-s", ip, "-p", "tcp", "--dport", "6443", "-j", "DROP",
-        ]);
-        assert!(ok, "{out}");
+        drop_packets(node, ip, &api.0, Some(&api.1), true);
+    }
+    // The proof that the operators really lost the API server: nobody renews the Lease.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let renewed_at_cut = lease_renewed(&client).await;
+    tokio::time::sleep(Duration::from_secs(27)).await;
+    assert_eq!(
+        lease_renewed(&client).await,
+        renewed_at_cut,
+        "the leader Lease was renewed: the operators were not cut off"
+    );
+    for (node, ip) in &cut {
+        drop_packets(node, ip, &api.0, Some(&api.1), false);
     }
     ns.wait_settled("zk", 3).await;
     finish(
         "operator cut off from the API server for 30 s during a roll",
         workload,
-        started.elapsed(),
+        started,
         true,
     )
     .await;
 }
 
-/// Drops the operator pods' traffic to the API server on their nodes; returns (node, pod IP).
-async fn cut_operators_off_the_api_server(client: &kube::Client, cut: bool) -> Vec<(String, String)> {
-    let mut done = Vec::new();
-    for pod in common::operator_pods(client).await {
-        let node = pod.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default();
-        let ip = pod.status.as_ref().and_then(|s| s.pod_ip.clone()).unwrap_or_default();
-        if cut {
-            let (ok, out) = docker(&[
-                "exec", &node, "iptables", "-I", "FORWARD", "-s", &ip, "-p", "tcp", "--dport", "6443", "-j", "DROP",
-            ]);
-            assert!(ok, "{out}");
-        }
-        done.push((node, ip));
-    }
-    done
+/// The operator pods' nodes and addresses.
+async fn operator_pods_and_nodes(client: &kube::Client) -> Vec<(String, String)> {
+    common::operator_pods(client)
+        .await
+        .iter()
+        .map(|pod| {
+            let node = pod.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default();
+            let ip = pod.status.as_ref().and_then(|s| s.pod_ip.clone()).unwrap_or_default();
+            (node, ip)
+        })
+        .collect()
+}
+
+/// The address and port pods reach the API server at (the `kubernetes` Service), before the
+/// node translates it.
+async fn api_server_address(client: &kube::Client) -> (String, String) {
+    let services: kube::Api<k8s_openapi::api::core::v1::Service> = kube::Api::namespaced(client.clone(), "default");
+    let spec = services.get("kubernetes").await.unwrap().spec.unwrap();
+    (spec.cluster_ip.unwrap(), spec.ports.unwrap()[0].port.to_string())
+}
+
+/// When the leader Lease was last renewed.
+async fn lease_renewed(client: &kube::Client) -> Option<String> {
+    let leases: kube::Api<k8s_openapi::api::coordination::v1::Lease> =
+        kube::Api::namespaced(client.clone(), common::OPERATOR_NAMESPACE);
+    let lease = leases.get("zookeeper-operator").await.ok()?;
+    lease.spec?.renew_time.map(|t| t.0.to_string())
 }
 
 /// The ensemble is never declared new twice. (1) During a quorum loss the live ConfigMap is
@@ -648,7 +676,7 @@ async fn the_ensemble_is_never_new_twice() {
     finish(
         "ConfigMap deleted during a quorum loss, then a lost disk",
         workload,
-        started.elapsed(),
+        started,
         false,
     )
     .await;

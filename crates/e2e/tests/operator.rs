@@ -88,6 +88,61 @@ async fn invalid_resources_are_rejected_and_the_ensemble_is_untouched() {
             "spec.jvmOptions",
         ),
         (json!({"replicaz": 3}), "unknown field \"spec.replicaz\""),
+        // Settings that would switch off a safety setting, as ZooKeeper turns unknown keys into
+        // zookeeper.<key> system properties.
+        (
+            json!({"config": {"db.autocreate": "true"}}),
+            "spec.config.db.autocreate is not a setting",
+        ),
+        (
+            json!({"config": {"snapshot.trust.empty": "true"}}),
+            "spec.config.snapshot.trust.empty is not a setting",
+        ),
+        (
+            json!({"config": {"forceSync": "no"}}),
+            "spec.config.forceSync is not a setting",
+        ),
+        (
+            json!({"config": {"skipACL": "yes"}}),
+            "spec.config.skipACL is not a setting",
+        ),
+        (
+            json!({"config": {"DigestAuthenticationProvider.superDigest": "super:x"}}),
+            "spec.config.DigestAuthenticationProvider.superDigest is not a setting",
+        ),
+        (
+            json!({"config": {"admin.enableServer": "true"}}),
+            "spec.config must not set",
+        ),
+        (
+            json!({"config": {"tickTime": "2000\nskipACL=yes"}}),
+            "spec.config.tickTime must be a whole number",
+        ),
+        (
+            json!({"config": {"tickTime": " 2000"}}),
+            "spec.config.tickTime must be a whole number",
+        ),
+        (
+            json!({"config": {"4lw.commands.whitelist": "srvr,dump"}}),
+            "spec.config.4lw.commands.whitelist must be",
+        ),
+        (
+            json!({"jvmOptions": ["-agentlib:jdwp=transport=dt_socket,server=y,address=*:5005"]}),
+            "spec.jvmOptions: -agentlib:jdwp",
+        ),
+        (
+            json!({"jvmOptions": ["-javaagent:/tmp/a.jar"]}),
+            "spec.jvmOptions: -javaagent",
+        ),
+        (json!({"jvmOptions": ["@/tmp/args"]}), "spec.jvmOptions: @/tmp/args"),
+        (
+            json!({"jvmOptions": ["-Xmx256m org.example.Main"]}),
+            "spec.jvmOptions: -Xmx256m org.example.Main",
+        ),
+        (
+            json!({"jvmOptions": ["-Dzookeeper.skipACL=yes"]}),
+            "spec.jvmOptions: -Dzookeeper.skipACL",
+        ),
     ] {
         let message = rejection(ns.patch_spec("zk", patch.clone()).await);
         assert!(
@@ -263,4 +318,92 @@ async fn configuration_change_reaches_every_member() {
     );
     let (_, events) = ns.kubectl(&["get", "events", "-o", "jsonpath={.items[*].reason}"]);
     assert!(events.contains("TemplateChanged"), "{events}");
+}
+
+/// A resource the operator cannot read (here a status someone else wrote, with a value out of
+/// range for its type) does not stall the others: the operator keeps acting on another cluster,
+/// says so in an event, and writes the illegible status anew.
+#[tokio::test]
+async fn an_illegible_resource_does_not_stall_the_others() {
+    let client = client().await;
+    let ns = TestNamespace::new(&client, "e2e-illegible").await;
+    ns.create_cluster("bad", small(1)).await.unwrap();
+    ns.create_cluster("good", small(1)).await.unwrap();
+    ns.wait_available("bad", AVAILABLE).await;
+    ns.wait_available("good", AVAILABLE).await;
+
+    let mark = ns.event_mark("bad").await;
+    let (ok, out) = ns.kubectl(&[
+        "patch",
+        "zkc",
+        "bad",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status": {"readyReplicas": 5000000000}}"#,
+    ]);
+    assert!(ok, "the API server takes the status: {out}");
+    let before = ns.pod_uids("good").await;
+    ns.request_restart("good", "while-bad-is-illegible").await;
+    let pods: Api<Pod> = ns.api();
+    wait_for(Duration::from_secs(120), "good's member to be restarted", || async {
+        pods.get_opt("good-0")
+            .await
+            .unwrap()
+            .is_some_and(|p| before.get("good-0") != p.uid().as_ref())
+    })
+    .await;
+    ns.wait_available("good", AVAILABLE).await;
+    let note = ns
+        .wait_for_event("bad", "StatusRewritten", &mark, Duration::from_secs(60))
+        .await;
+    assert!(note.contains("readyReplicas"), "{note}");
+    let bad = ns.wait_available("bad", AVAILABLE).await;
+    assert_eq!(bad.status.unwrap().ready_replicas, 1);
+}
+
+/// A cluster whose objects' names are taken by objects it did not make (here one named
+/// `default`, as the namespace's default ServiceAccount is) takes nothing over: a condition and
+/// a Warning event name the object, which is left as it was.
+#[tokio::test]
+async fn a_name_clash_is_reported_and_nothing_is_taken_over() {
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    let client = client().await;
+    let ns = TestNamespace::new(&client, "e2e-name-clash").await;
+    let accounts: Api<ServiceAccount> = ns.api();
+    wait_for(
+        Duration::from_secs(30),
+        "the namespace's default ServiceAccount",
+        || async { accounts.get_opt("default").await.unwrap().is_some() },
+    )
+    .await;
+    let before = accounts.get("default").await.unwrap();
+    let mark = ns.event_mark("default").await;
+    ns.create_cluster("default", small(1)).await.unwrap();
+    let clusters = ns.clusters();
+    wait_for(Duration::from_secs(60), "the clash to be reported", || async {
+        clusters.get("default").await.ok().is_some_and(|zk| {
+            condition(&zk, "Reconciled").is_some_and(|c| {
+                c.status == "False"
+                    && c.reason == "NameClash"
+                    && c.message.contains("ServiceAccount e2e-name-clash/default")
+            })
+        })
+    })
+    .await;
+    let note = ns
+        .wait_for_event("default", "NameClash", &mark, Duration::from_secs(30))
+        .await;
+    assert!(note.contains("ServiceAccount e2e-name-clash/default"), "{note}");
+    let after = accounts.get("default").await.unwrap();
+    assert!(
+        after.metadata.owner_references.is_none(),
+        "the ServiceAccount was not taken over"
+    );
+    assert_eq!(after.metadata.labels, before.metadata.labels);
+    let statefulsets: Api<StatefulSet> = ns.api();
+    assert!(
+        statefulsets.get_opt("default").await.unwrap().is_none(),
+        "nothing was created past the clash"
+    );
 }

@@ -25,30 +25,48 @@ pub async fn apply(
     observation: &Observation,
 ) -> Result<String, Error> {
     let client = &ctx.client;
-    let password = match &observation.admin_password {
-        Some(password) => password.clone(),
+    let owner = zk.uid().unwrap_or_default();
+    let password = match &observation.admin_secret {
+        Some(secret) if !controlled_by(&secret.metadata, &owner) => {
+            return Err(Error::NameClash {
+                object: named::<Secret>(&names.namespace, &names.admin_secret()),
+            })
+        }
+        Some(secret) => crate::observe::admin_password(secret).unwrap_or_default(),
         None => create_admin_secret(ctx, zk, names).await?,
     };
-    apply_one(client, &desired.service_account).await?;
-    apply_one(client, &desired.headless_service).await?;
-    apply_one(client, &desired.client_service).await?;
+    apply_one(client, &desired.service_account, &owner).await?;
+    apply_one(client, &desired.headless_service, &owner).await?;
+    apply_one(client, &desired.client_service, &owner).await?;
     // Before the StatefulSet: a member added by this reconcile must find itself in the members
     // file, and a new template's configuration must exist before a pod mounts it.
-    apply_one(client, &desired.config_map).await?;
-    apply_one(client, &desired.revision_config_map).await?;
-    apply_one(client, &desired.pod_disruption_budget).await?;
-    apply_one(client, &desired.statefulset).await?;
+    apply_one(client, &desired.config_map, &owner).await?;
+    apply_one(client, &desired.revision_config_map, &owner).await?;
+    apply_one(client, &desired.pod_disruption_budget, &owner).await?;
+    apply_one(client, &desired.network_policy, &owner).await?;
+    apply_one(client, &desired.statefulset, &owner).await?;
     grow_volumes(ctx, zk, names, &observation.claims).await;
     drop_unused_revisions(ctx, names, desired, observation).await?;
     Ok(password)
 }
 
-pub async fn apply_one<K>(client: &kube::Client, object: &K) -> Result<(), Error>
+/// Applies `object` unless an object of that name exists that the cluster (`owner`, its UID)
+/// does not control: the operator never takes over what it did not make.
+pub async fn apply_one<K>(client: &kube::Client, object: &K, owner: &str) -> Result<(), Error>
 where
     K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Serialize + DeserializeOwned + Clone + Debug,
 {
     let namespace = object.meta().namespace.as_deref().unwrap_or("default");
     let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    let existing = api
+        .get_metadata_opt(&object.name_any())
+        .await
+        .at(Stage::Apply, object_name(object))?;
+    if existing.is_some_and(|e| !controlled_by(&e.metadata, owner)) {
+        return Err(Error::NameClash {
+            object: object_name(object),
+        });
+    }
     api.patch(
         &object.name_any(),
         &PatchParams::apply(MANAGER).force(),
@@ -57,6 +75,14 @@ where
     .await
     .at(Stage::Apply, object_name(object))?;
     Ok(())
+}
+
+/// The object's controller is the cluster with this UID.
+pub fn controlled_by(meta: &kube::api::ObjectMeta, owner: &str) -> bool {
+    meta.owner_references
+        .iter()
+        .flatten()
+        .any(|r| r.controller == Some(true) && r.uid == owner)
 }
 
 async fn create_admin_secret(ctx: &Context, zk: &ZooKeeperCluster, names: &Names) -> Result<String, Error> {
@@ -75,12 +101,10 @@ async fn create_admin_secret(ctx: &Context, zk: &ZooKeeperCluster, names: &Names
         // Created meanwhile by another reconcile: use that one.
         Err(kube::Error::Api(status)) if status.code == 409 => {
             let secret = secrets.get(&names.admin_secret()).await.at(Stage::Apply, &object)?;
-            let stored = secret
-                .data
-                .and_then(|d| d.get(resources::ADMIN_PASSWORD_KEY).cloned())
-                .map(|p| String::from_utf8_lossy(&p.0).into_owned())
-                .unwrap_or_default();
-            Ok(stored)
+            if !controlled_by(&secret.metadata, &zk.uid().unwrap_or_default()) {
+                return Err(Error::NameClash { object });
+            }
+            Ok(crate::observe::admin_password(&secret).unwrap_or_default())
         }
         Err(error) => Err(error).at(Stage::Apply, object),
     }

@@ -67,12 +67,34 @@ impl Context {
     }
 }
 
-pub async fn run(ctx: Arc<Context>) {
+/// Runs the controller over every namespace, or over each of `namespaces` (the chart's
+/// namespace-scoped install, where the operator may read nothing else).
+pub async fn run(ctx: Arc<Context>, namespaces: &[String]) {
+    if namespaces.is_empty() {
+        run_in(ctx, None).await;
+    } else {
+        futures::future::join_all(namespaces.iter().map(|ns| run_in(ctx.clone(), Some(ns.as_str())))).await;
+    }
+}
+
+async fn run_in(ctx: Arc<Context>, namespace: Option<&str>) {
+    fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+    {
+        match namespace {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        }
+    }
     let client = ctx.client.clone();
     let resource = ApiResource::erase::<ZooKeeperCluster>(&());
     // Clusters are read as dynamic objects and decoded one by one, so that one that cannot be
     // decoded is reported on its own and does not stall the watch of all the others.
-    let clusters: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
+    let clusters: Api<DynamicObject> = match namespace {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
+        None => Api::all_with(client.clone(), &resource),
+    };
     let owned = watcher::Config::default().labels(MANAGED_SELECTOR);
     let pods = watcher::Config::default().labels(&format!("app.kubernetes.io/name=zookeeper,{MANAGED_SELECTOR}"));
     let cluster_of_pod = {
@@ -86,10 +108,10 @@ pub async fn run(ctx: Arc<Context>) {
         }
     };
     Controller::new_with(clusters, watcher::Config::default(), resource)
-        .owns_with(Api::<StatefulSet>::all(client.clone()), (), owned.clone())
-        .owns_with(Api::<ConfigMap>::all(client.clone()), (), owned.clone())
-        .owns_with(Api::<Service>::all(client.clone()), (), owned)
-        .watches(Api::<Pod>::all(client.clone()), pods, cluster_of_pod)
+        .owns_with(api::<StatefulSet>(&client, namespace), (), owned.clone())
+        .owns_with(api::<ConfigMap>(&client, namespace), (), owned.clone())
+        .owns_with(api::<Service>(&client, namespace), (), owned)
+        .watches(api::<Pod>(&client, namespace), pods, cluster_of_pod)
         .with_config(controller::Config::default().debounce(Duration::from_millis(500)))
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
@@ -111,7 +133,13 @@ async fn reconcile(object: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Acti
     let started = Instant::now();
     ctx.metrics.reconciles.inc();
     let zk = match decode(&object) {
-        Ok(zk) => zk,
+        Ok((zk, illegible_status)) => {
+            if let Some(error) = illegible_status {
+                let note = format!("the status could not be read ({error}); it is written anew");
+                ctx.publish(&zk, EventType::Warning, "StatusRewritten", note).await;
+            }
+            zk
+        }
         Err(message) => {
             report::undecodable(&ctx, &object, &message).await;
             ctx.metrics.failed(Stage::Decode);
@@ -139,16 +167,17 @@ async fn reconcile(object: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Acti
 }
 
 /// The resource, from the dynamic object the watch delivered. A status that cannot be read is
-/// dropped (the operator writes it anew), keeping the ensemble-state witness if it is legible;
-/// a spec that cannot be read is an error naming the field.
-pub fn decode(object: &DynamicObject) -> Result<ZooKeeperCluster, String> {
+/// dropped (the operator writes it anew; the reason is returned beside the resource), keeping
+/// the ensemble-state witness if it is legible; a spec that cannot be read is an error naming
+/// the field.
+pub fn decode(object: &DynamicObject) -> Result<(ZooKeeperCluster, Option<String>), String> {
     let mut value = serde_json::to_value(object).map_err(|e| e.to_string())?;
     let read = |value: serde_json::Value| {
         serde_path_to_error::deserialize::<_, ZooKeeperCluster>(value)
             .map_err(|e| format!("{} at {}", e.inner(), e.path()))
     };
     match read(value.clone()) {
-        Ok(zk) => Ok(zk),
+        Ok(zk) => Ok((zk, None)),
         Err(error) => {
             let witness = value
                 .pointer("/status/ensembleState")
@@ -166,7 +195,7 @@ pub fn decode(object: &DynamicObject) -> Result<ZooKeeperCluster, String> {
                 ensemble_state: witness,
                 ..Default::default()
             });
-            Ok(zk)
+            Ok((zk, Some(error)))
         }
     }
 }
@@ -323,7 +352,8 @@ mod tests {
             "spec": {"replicas": 3},
             "status": {"readyReplicas": 3, "ensembleState": "existing"},
         }));
-        let zk = decode(&object).unwrap();
+        let (zk, illegible) = decode(&object).unwrap();
+        assert!(illegible.is_none());
         assert_eq!(zk.spec.replicas, 3);
         assert_eq!(zk.status.unwrap().ready_replicas, 3);
     }
@@ -336,7 +366,8 @@ mod tests {
             "spec": {},
             "status": {"readyReplicas": 5_000_000_000u64, "ensembleState": "existing"},
         }));
-        let zk = decode(&object).unwrap();
+        let (zk, illegible) = decode(&object).unwrap();
+        assert!(illegible.unwrap().contains("status.readyReplicas"));
         let status = zk.status.unwrap();
         assert_eq!(status.ready_replicas, 0);
         assert_eq!(status.ensemble_state.as_deref(), Some("existing"));

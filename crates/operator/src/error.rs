@@ -58,6 +58,10 @@ pub enum Error {
     },
     #[error("decode {object}: {message}")]
     Undecodable { object: String, message: String },
+    /// An object with the name the cluster needs exists and belongs to someone else: the
+    /// operator never takes it over.
+    #[error("apply {object}: it exists and was not made by this cluster; the operator leaves it alone. Rename or remove it, or give the cluster another name")]
+    NameClash { object: String },
 }
 
 impl Error {
@@ -65,6 +69,15 @@ impl Error {
         match self {
             Error::Kube { stage, .. } => *stage,
             Error::Undecodable { .. } => Stage::Decode,
+            Error::NameClash { .. } => Stage::Apply,
+        }
+    }
+
+    /// The reason for the condition and the event.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::NameClash { .. } => "NameClash",
+            other => other.stage().failure_reason(),
         }
     }
 
@@ -75,7 +88,7 @@ impl Error {
                 kube::Error::Api(status) => Some(status.reason.as_str()),
                 _ => None,
             },
-            Error::Undecodable { .. } => None,
+            Error::Undecodable { .. } | Error::NameClash { .. } => None,
         }
     }
 }

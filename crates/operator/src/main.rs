@@ -16,6 +16,7 @@ async fn main() -> std::process::ExitCode {
         .init();
     let settings = OperatorSettings {
         cluster_domain: std::env::var("ZKOP_CLUSTER_DOMAIN").unwrap_or_else(|_| "cluster.local".into()),
+        operator_namespace: std::env::var("POD_NAMESPACE").ok(),
     };
     let metrics_address = std::env::var("ZKOP_METRICS_ADDRESS").unwrap_or_else(|_| "0.0.0.0:8080".into());
     let Ok(metrics_address) = metrics_address.parse::<std::net::SocketAddr>() else {
@@ -39,7 +40,14 @@ async fn main() -> std::process::ExitCode {
             }
         }
     });
-    tracing::info!(cluster_domain = %settings.cluster_domain, "zookeeper-operator starting");
+    let namespaces: Vec<String> = std::env::var("ZKOP_WATCH_NAMESPACES")
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(String::from)
+        .collect();
+    tracing::info!(cluster_domain = %settings.cluster_domain, ?namespaces, "zookeeper-operator starting");
     let ctx = Arc::new(Context::new(client.clone(), settings, metrics.clone()));
     let contact = {
         let metrics = metrics.clone();
@@ -50,7 +58,7 @@ async fn main() -> std::process::ExitCode {
     let (Ok(namespace), Ok(identity)) = (std::env::var("POD_NAMESPACE"), std::env::var("POD_NAME")) else {
         tracing::info!("POD_NAMESPACE or POD_NAME not set: running without leader election");
         metrics.leader.set(1);
-        controller::run(ctx).await;
+        controller::run(ctx, &namespaces).await;
         return std::process::ExitCode::SUCCESS;
     };
     let lease_name = std::env::var("ZKOP_LEASE_NAME").unwrap_or_else(|_| "zookeeper-operator".into());
@@ -62,7 +70,7 @@ async fn main() -> std::process::ExitCode {
     metrics.leader.set(1);
     tokio::select! {
         // The controller returns on SIGTERM or SIGINT, after in-flight reconciles finish.
-        _ = controller::run(ctx) => {
+        _ = controller::run(ctx, &namespaces) => {
             election.release().await;
             std::process::ExitCode::SUCCESS
         }

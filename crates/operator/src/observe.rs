@@ -71,8 +71,8 @@ pub struct Observation {
     /// any pod beyond its size.
     pub members: Vec<MemberObservation>,
     pub claims: Vec<PersistentVolumeClaim>,
-    /// The super user's password, once the admin Secret exists.
-    pub admin_password: Option<String>,
+    /// The admin Secret (the super user's password), once it exists.
+    pub admin_secret: Option<Secret>,
     /// The ensemble's committed configuration, read (after `sync`) from a serving member.
     pub ensemble: Option<EnsembleConfig>,
     /// ConfigMaps the pods mount: a configuration revision in use must not be deleted.
@@ -113,12 +113,10 @@ pub async fn observe(client: &Client, names: &Names) -> Result<Observation, Erro
         .get_opt(&names.config_map())
         .await
         .at(Stage::Observe, named::<ConfigMap>(ns, &names.config_map()))?;
-    let admin_password = secrets
+    let admin_secret = secrets
         .get_opt(&names.admin_secret())
         .await
-        .at(Stage::Observe, named::<Secret>(ns, &names.admin_secret()))?
-        .and_then(|s| s.data?.get(ADMIN_PASSWORD_KEY).cloned())
-        .map(|p| String::from_utf8_lossy(&p.0).into_owned());
+        .at(Stage::Observe, named::<Secret>(ns, &names.admin_secret()))?;
     let pod_list = pods
         .list(&selector)
         .await
@@ -155,9 +153,9 @@ pub async fn observe(client: &Client, names: &Names) -> Result<Observation, Erro
     }
     members.sort_by_key(|m| m.ordinal);
 
-    let ensemble = match &admin_password {
+    let ensemble = match admin_secret.as_ref().and_then(admin_password) {
         Some(password) if members.iter().any(MemberObservation::serves) => {
-            ensemble::read_config(&serving_addresses(&members, None), password).await
+            ensemble::read_config(&serving_addresses(&members, None), &password).await
         }
         _ => None,
     };
@@ -169,7 +167,7 @@ pub async fn observe(client: &Client, names: &Names) -> Result<Observation, Erro
         config_map,
         members,
         claims,
-        admin_password,
+        admin_secret,
         ensemble,
         revision_config_maps_in_use,
     })
@@ -196,6 +194,12 @@ fn config_maps_mounted(pod: &Pod) -> Vec<String> {
             direct.into_iter().chain(projected).collect::<Vec<_>>()
         })
         .collect()
+}
+
+/// The super user's password an admin Secret holds.
+pub fn admin_password(secret: &Secret) -> Option<String> {
+    let password = secret.data.as_ref()?.get(ADMIN_PASSWORD_KEY)?;
+    Some(String::from_utf8_lossy(&password.0).into_owned())
 }
 
 /// Asks every running member `srvr`, at once.

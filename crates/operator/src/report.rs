@@ -124,7 +124,7 @@ pub async fn write_status(ctx: &Context, names: &Names, status: &ZooKeeperCluste
 
 /// A failed reconcile: `Reconciled=False` naming the stage and object, and a Warning event.
 pub async fn failure(ctx: &Context, zk: &ZooKeeperCluster, error: &Error) {
-    let reason = error.stage().failure_reason();
+    let reason = error.reason();
     let message = error.to_string();
     ctx.publish(zk, EventType::Warning, reason, message.clone()).await;
     let status = status::failed(zk, reason, message, Time(Timestamp::now()));

@@ -2,6 +2,7 @@
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::{Resource, ResourceExt};
@@ -93,7 +94,12 @@ impl Names {
 #[derive(Debug, Clone)]
 pub struct OperatorSettings {
     pub cluster_domain: String,
+    /// The operator's own namespace: its pods are let through to the members' client port.
+    pub operator_namespace: Option<String>,
 }
+
+/// The operator's pods' label, for the NetworkPolicy that lets them reach the members.
+pub const OPERATOR_POD_LABEL: (&str, &str) = ("app.kubernetes.io/name", "zookeeper-operator");
 
 /// Everything the operator applies for one cluster.
 #[derive(Debug, Clone)]
@@ -105,6 +111,7 @@ pub struct Desired {
     pub revision_config_map: ConfigMap,
     pub statefulset: StatefulSet,
     pub pod_disruption_budget: PodDisruptionBudget,
+    pub network_policy: NetworkPolicy,
 }
 
 /// What the desired objects depend on besides the spec.
@@ -190,7 +197,44 @@ pub fn desired(zk: &ZooKeeperCluster, settings: &OperatorSettings, inputs: Input
                 "selector": {"matchLabels": selector},
             },
         })),
+        network_policy: typed(json!({
+            "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": meta(names.statefulset()),
+            "spec": network_policy_spec(zk, &names, settings),
+        })),
     }
+}
+
+/// Ingress to the members: peers on the client, quorum and election ports only from members
+/// (the agent asks peers `srvr` on the client port when it bootstraps); the operator on the
+/// client port; applications on the client port and scrapers on the metrics port from the
+/// peers the spec names. Everything else is refused.
+fn network_policy_spec(zk: &ZooKeeperCluster, names: &Names, settings: &OperatorSettings) -> Value {
+    let members = json!({"podSelector": {"matchLabels": names.selector_labels()}});
+    let operator_namespace = match &settings.operator_namespace {
+        Some(namespace) => json!({"matchLabels": {"kubernetes.io/metadata.name": namespace}}),
+        None => json!({}),
+    };
+    let operator = json!({
+        "namespaceSelector": operator_namespace,
+        "podSelector": {"matchLabels": {OPERATOR_POD_LABEL.0: OPERATOR_POD_LABEL.1}},
+    });
+    let port = |port: u16| json!({"protocol": "TCP", "port": port});
+    let mut ingress = vec![
+        json!({"from": [members], "ports": [port(ports::CLIENT), port(ports::QUORUM), port(ports::ELECTION)]}),
+        json!({"from": [operator], "ports": [port(ports::CLIENT)]}),
+    ];
+    if !zk.spec.access.clients.is_empty() {
+        ingress.push(json!({"from": zk.spec.access.clients, "ports": [port(ports::CLIENT)]}));
+    }
+    if !zk.spec.access.metrics.is_empty() {
+        ingress.push(json!({"from": zk.spec.access.metrics, "ports": [port(ports::METRICS)]}));
+    }
+    json!({
+        "podSelector": {"matchLabels": names.selector_labels()},
+        "policyTypes": ["Ingress"],
+        "ingress": ingress,
+    })
 }
 
 fn config_map_data(names: &Names, settings: &OperatorSettings, inputs: Inputs<'_>) -> BTreeMap<String, String> {
@@ -336,7 +380,6 @@ fn statefulset(
                             {"name": "quorum", "containerPort": ports::QUORUM},
                             {"name": "election", "containerPort": ports::ELECTION},
                             {"name": "metrics", "containerPort": ports::METRICS},
-                            {"name": "admin", "containerPort": ports::ADMIN},
                         ],
                         "readinessProbe": probe("ready", 5, 2),
                         "livenessProbe": probe("live", 10, 6),
@@ -436,6 +479,7 @@ mod tests {
     fn settings() -> OperatorSettings {
         OperatorSettings {
             cluster_domain: "cluster.local".into(),
+            operator_namespace: Some("zkop-system".into()),
         }
     }
 
@@ -634,5 +678,47 @@ mod tests {
         );
         let (other, _, _) = revision_of(json!({"tickTime": "3000"}));
         assert_ne!(revision.metadata.name, other.metadata.name);
+    }
+
+    #[test]
+    fn the_network_policy_lets_in_members_the_operator_and_named_clients_only() {
+        let zk =
+            cluster(json!({"access": {"metrics": [{"namespaceSelector": {"matchLabels": {"team": "monitoring"}}}]}}));
+        let policy = make(&zk, EnsembleState::New).network_policy.spec.unwrap();
+        assert_eq!(policy.policy_types.as_deref(), Some(&["Ingress".to_string()][..]));
+        let rules = policy.ingress.unwrap();
+        let ports = |i: usize| -> Vec<String> {
+            rules[i]
+                .ports
+                .clone()
+                .unwrap()
+                .iter()
+                .map(|p| format!("{:?}", p.port.as_ref().unwrap()))
+                .collect()
+        };
+        assert_eq!(rules.len(), 4);
+        assert_eq!(
+            ports(0).len(),
+            3,
+            "members reach each other on client, quorum and election ports"
+        );
+        let from_operator = serde_json::to_value(&rules[1].from).unwrap();
+        assert_eq!(
+            from_operator[0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
+            "zkop-system"
+        );
+        assert_eq!(ports(1), vec!["Int(2181)"], "the operator: the client port only");
+        assert_eq!(
+            serde_json::to_value(&rules[2].from).unwrap(),
+            json!([{"podSelector": {}}]),
+            "default: the namespace"
+        );
+        assert_eq!(ports(3), vec!["Int(7000)"]);
+        let closed = make(&cluster(json!({"access": {"clients": []}})), EnsembleState::New).network_policy;
+        assert_eq!(
+            closed.spec.unwrap().ingress.unwrap().len(),
+            2,
+            "no applications, no scrapers"
+        );
     }
 }

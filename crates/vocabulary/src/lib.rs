@@ -10,7 +10,6 @@ pub mod ports {
     pub const QUORUM: u16 = 2888;
     pub const ELECTION: u16 = 3888;
     pub const METRICS: u16 = 7000;
-    pub const ADMIN: u16 = 8080;
 }
 
 /// The one mapping between StatefulSet ordinals and ZooKeeper server ids: id = ordinal + 1
@@ -98,7 +97,10 @@ impl PeerDomain {
     }
 }
 
-/// zoo.cfg keys zk-agent writes itself, each with what to do instead of setting it.
+/// zoo.cfg: the keys zk-agent writes itself, and the allow-list of settings users may tune.
+/// ZooKeeper turns every key it does not know into the system property `zookeeper.<key>`, read
+/// after the JVM's own flags, so anything outside the allow-list could switch off a safety
+/// setting: it is refused at admission and again by the agent.
 pub mod config {
     pub const OWNED_KEYS: &[(&str, &str)] = &[
         (
@@ -130,9 +132,18 @@ pub mod config {
             "quorumListenOnAllIPs",
             "peers must be reachable on the pod's address whatever its DNS name resolves to",
         ),
-        ("admin.enableServer", "the AdminServer is managed by zk-agent"),
-        ("admin.serverAddress", "the AdminServer is managed by zk-agent"),
-        ("admin.serverPort", "the AdminServer is managed by zk-agent"),
+        (
+            "admin.enableServer",
+            "the AdminServer is off: it serves snapshots and restores to anyone",
+        ),
+        (
+            "admin.serverAddress",
+            "the AdminServer is off: it serves snapshots and restores to anyone",
+        ),
+        (
+            "admin.serverPort",
+            "the AdminServer is off: it serves snapshots and restores to anyone",
+        ),
         (
             "metricsProvider.className",
             "the Prometheus metrics provider is always on",
@@ -146,9 +157,103 @@ pub mod config {
 
     /// Key prefixes that describe membership, which belongs to the members file.
     pub const OWNED_PREFIXES: &[&str] = &["server.", "group.", "weight."];
+
+    /// What a setting's value may be.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Value {
+        /// Digits only.
+        Integer,
+        /// `true` or `false`.
+        Boolean,
+        /// One of these words.
+        OneOf(&'static [&'static str]),
+        /// A comma-separated list of these words.
+        ListOf(&'static [&'static str]),
+    }
+
+    /// Four-letter words that report on a server without naming znodes, sessions or changing
+    /// anything: `dump`, `wchc`, `wchp` (paths and sessions), `crst`, `srst`, `stmk` (changes)
+    /// stay off.
+    pub const FOUR_LETTER_WORDS: &[&str] = &[
+        "srvr", "stat", "ruok", "mntr", "conf", "isro", "envi", "cons", "wchs", "dirs",
+    ];
+
+    /// The settings users may tune, and the form of their values.
+    pub const ALLOWED: &[(&str, Value)] = &[
+        ("tickTime", Value::Integer),
+        ("initLimit", Value::Integer),
+        ("syncLimit", Value::Integer),
+        ("connectToLearnerMasterLimit", Value::Integer),
+        ("cnxTimeout", Value::Integer),
+        ("maxClientCnxns", Value::Integer),
+        ("maxCnxns", Value::Integer),
+        ("clientPortListenBacklog", Value::Integer),
+        ("minSessionTimeout", Value::Integer),
+        ("maxSessionTimeout", Value::Integer),
+        ("globalOutstandingLimit", Value::Integer),
+        ("autopurge.snapRetainCount", Value::Integer),
+        ("autopurge.purgeInterval", Value::Integer),
+        ("snapCount", Value::Integer),
+        ("snapSizeLimitInKb", Value::Integer),
+        ("preAllocSize", Value::Integer),
+        ("commitLogCount", Value::Integer),
+        ("fsync.warningthresholdms", Value::Integer),
+        ("leaderServes", Value::OneOf(&["yes", "no"])),
+        ("localSessionsEnabled", Value::Boolean),
+        ("localSessionsUpgradingEnabled", Value::Boolean),
+        ("enforceQuota", Value::Boolean),
+        ("digest.enabled", Value::Boolean),
+        ("metricsProvider.exportJvmInfo", Value::Boolean),
+        ("4lw.commands.whitelist", Value::ListOf(FOUR_LETTER_WORDS)),
+    ];
+
+    pub fn allowed(key: &str) -> Option<Value> {
+        ALLOWED.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
+    }
+
+    /// Why `value` is not a value for a setting of this form, if it is not.
+    pub fn check_value(form: Value, value: &str) -> Result<(), String> {
+        let ok = match form {
+            Value::Integer => !value.is_empty() && value.len() <= 18 && value.bytes().all(|b| b.is_ascii_digit()),
+            Value::Boolean => value == "true" || value == "false",
+            Value::OneOf(words) => words.contains(&value),
+            Value::ListOf(words) => value.split(',').all(|w| words.contains(&w)),
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(format!("must be {}", describe(form)))
+        }
+    }
+
+    pub fn describe(form: Value) -> String {
+        match form {
+            Value::Integer => "a whole number (digits only)".into(),
+            Value::Boolean => "true or false".into(),
+            Value::OneOf(words) => format!("one of {}", words.join(", ")),
+            Value::ListOf(words) => format!("a comma-separated list (no spaces) of {}", words.join(", ")),
+        }
+    }
+
+    /// The same rule as a regular expression (for admission), anchored.
+    pub fn pattern(form: Value) -> String {
+        match form {
+            Value::Integer => "^[0-9]{1,18}$".into(),
+            Value::Boolean => "^(true|false)$".into(),
+            Value::OneOf(words) => format!("^({})$", words.join("|")),
+            Value::ListOf(words) => {
+                let one = words.join("|");
+                format!("^({one})(,({one}))*$")
+            }
+        }
+    }
 }
 
-/// JVM system properties zk-agent sets itself, with why a user may not.
+/// JVM options: what zk-agent sets itself, and the allow-list of what users may add. An option
+/// outside the list could load an agent (`-javaagent`, `-agentlib:jdwp`, a debugger), read an
+/// argument file (`@file`), change the main class or the class path, or override a property the
+/// agent owns; it is refused at admission and again by the agent, and the agent's own
+/// properties come after the user's on the command line, where the JVM lets the last one win.
 pub mod jvm {
     pub const OWNED_PROPERTIES: &[(&str, &str)] = &[
         (
@@ -160,6 +265,85 @@ pub mod jvm {
             "an empty snapshot with transaction logs means lost data, not something to trust",
         ),
     ];
+
+    /// Options allowed exactly as written.
+    pub const ALLOWED_FLAGS: &[&str] = &[
+        "-XX:+UseG1GC",
+        "-XX:+UseZGC",
+        "-XX:+UseParallelGC",
+        "-XX:+UseSerialGC",
+        "-XX:+AlwaysPreTouch",
+        "-XX:+ExitOnOutOfMemoryError",
+        "-Xlog:gc",
+        "-Xlog:gc*",
+    ];
+
+    /// Options allowed with a value after the prefix: heap, stack, GC and memory sizing, and a
+    /// few system properties that tune ZooKeeper's limits.
+    pub const ALLOWED_PREFIXES: &[&str] = &[
+        "-Xmx",
+        "-Xms",
+        "-Xmn",
+        "-Xss",
+        "-XX:MaxRAMPercentage=",
+        "-XX:InitialRAMPercentage=",
+        "-XX:MinRAMPercentage=",
+        "-XX:MaxGCPauseMillis=",
+        "-XX:G1HeapRegionSize=",
+        "-XX:InitiatingHeapOccupancyPercent=",
+        "-XX:ParallelGCThreads=",
+        "-XX:ConcGCThreads=",
+        "-XX:ActiveProcessorCount=",
+        "-XX:MaxMetaspaceSize=",
+        "-XX:MaxDirectMemorySize=",
+        "-Djute.maxbuffer=",
+        "-Dzookeeper.jute.maxbuffer=",
+        "-Dzookeeper.commitProcessor.numWorkerThreads=",
+        "-Djava.net.preferIPv4Stack=",
+        "-Djava.net.preferIPv6Addresses=",
+    ];
+
+    /// What may follow an allowed prefix: a number with an optional unit, or a boolean.
+    const VALUE_CHARS: &str = "0123456789.kKmMgGtT%";
+
+    /// Why `option` may not be given, if it may not.
+    pub fn check(option: &str) -> Result<(), String> {
+        if ALLOWED_FLAGS.contains(&option) {
+            return Ok(());
+        }
+        if let Some((property, why)) = OWNED_PROPERTIES
+            .iter()
+            .find(|(p, _)| option.strip_prefix("-D").is_some_and(|o| o.starts_with(p)))
+        {
+            return Err(format!("-D{property} is managed by zk-agent ({why})"));
+        }
+        let value = ALLOWED_PREFIXES.iter().find_map(|p| option.strip_prefix(p));
+        match value {
+            Some(value)
+                if !value.is_empty()
+                    && (value == "true" || value == "false" || value.chars().all(|c| VALUE_CHARS.contains(c))) =>
+            {
+                Ok(())
+            }
+            Some(_) => Err(format!(
+                "{option:?} has no value or a value that is not a number, size or true/false"
+            )),
+            None => Err(format!(
+                "{option:?} is not an option zk-agent lets through: heap, stack, GC and memory sizing \
+                 ({}, ...) and the flags {} are",
+                ALLOWED_PREFIXES[..6].join(", "),
+                ALLOWED_FLAGS.join(" ")
+            )),
+        }
+    }
+
+    /// The same rule as a regular expression (for admission), anchored.
+    pub fn pattern() -> String {
+        let escape = |s: &str| s.replace('.', "\\.").replace('+', "\\+").replace('*', "\\*");
+        let flags = ALLOWED_FLAGS.iter().map(|f| escape(f)).collect::<Vec<_>>().join("|");
+        let prefixes = ALLOWED_PREFIXES.iter().map(|p| escape(p)).collect::<Vec<_>>().join("|");
+        format!("^(({flags})|({prefixes})([0-9.kKmMgGtT%]+|true|false))$")
+    }
 }
 
 #[cfg(test)]
@@ -176,6 +360,55 @@ mod tests {
     #[test]
     fn quorum_is_a_strict_majority() {
         assert_eq!([1, 2, 3, 4, 5, 7].map(quorum), [1, 2, 2, 3, 3, 4]);
+    }
+
+    #[test]
+    fn config_values_are_checked_by_their_form() {
+        use config::{check_value, Value};
+        assert!(check_value(Value::Integer, "2000").is_ok());
+        for bad in ["", "2 000", "20\n00", "-1", "1e3", "two-seconds"] {
+            assert!(check_value(Value::Integer, bad).is_err(), "{bad:?}");
+        }
+        assert!(check_value(Value::Boolean, "true").is_ok());
+        assert!(check_value(Value::Boolean, "yes").is_err());
+        let words = config::allowed("4lw.commands.whitelist").unwrap();
+        assert!(check_value(words, "srvr,stat,mntr").is_ok());
+        assert!(
+            check_value(words, "srvr,dump").is_err(),
+            "dump lists sessions and paths"
+        );
+        assert!(check_value(words, "srvr, stat").is_err());
+        assert!(config::allowed("skipACL").is_none());
+        assert!(config::allowed("db.autocreate").is_none());
+    }
+
+    #[test]
+    fn jvm_options_are_an_allow_list() {
+        for ok in [
+            "-Xmx512m",
+            "-XX:+UseG1GC",
+            "-XX:MaxRAMPercentage=75.0",
+            "-Djute.maxbuffer=4194304",
+            "-Djava.net.preferIPv4Stack=true",
+        ] {
+            assert!(jvm::check(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "-agentlib:jdwp=transport=dt_socket,server=y,address=*:5005",
+            "-javaagent:/tmp/a.jar",
+            "@/tmp/args",
+            "-cp",
+            "-Dzookeeper.db.autocreate=true",
+            "-Dzookeeper.skipACL=yes",
+            "-Xmx512m org.example.Main",
+            "-Xmx",
+            "-XX:+UnlockDiagnosticVMOptions",
+        ] {
+            assert!(jvm::check(bad).is_err(), "{bad}");
+        }
+        assert!(jvm::check("-Dzookeeper.db.autocreate=true")
+            .unwrap_err()
+            .contains("lost-disk guard"));
     }
 
     #[test]

@@ -88,12 +88,11 @@ fn time_by_hand(round: u32, base: u16) -> Duration {
             format!(
                 "tickTime=2000\ninitLimit=10\nsyncLimit=2\nmaxClientCnxns=60\nautopurge.snapRetainCount=3\n\
                  autopurge.purgeInterval=1\n4lw.commands.whitelist=srvr,mntr,ruok\ndataDir={}\n\
-                 clientPort={}\nclientPortAddress=127.0.0.1\nadmin.serverAddress=127.0.0.1\nadmin.serverPort={}\n\
+                 clientPort={}\nclientPortAddress=127.0.0.1\nadmin.enableServer=false\n\
                  metricsProvider.className=org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider\n\
                  metricsProvider.httpHost=127.0.0.1\nmetricsProvider.httpPort={}\n{servers}",
                 data.display(),
                 zk.client_port(i),
-                base + 30 + i as u16,
                 base + 40 + i as u16
             ),
         )

@@ -28,7 +28,8 @@ const DEFAULTS: &[(&str, &str)] = &[
 pub struct Overrides(pub Vec<(String, String)>);
 
 impl Overrides {
-    /// Parses override lines (`key=value`, `#` comments), rejecting keys the agent owns.
+    /// Parses override lines (`key=value`, `#` comments): only the allow-listed settings, each
+    /// in its form; keys the agent owns are refused with what to do instead.
     /// `source` names where they came from, for error messages.
     pub fn parse(text: &str, source: &str) -> Result<Overrides, AgentError> {
         let mut entries: Vec<(String, String)> = Vec::new();
@@ -49,6 +50,16 @@ impl Overrides {
                      which comes from the members file (change the cluster's replicas instead); remove it"
                 )));
             }
+            let Some(form) = vocabulary::config::allowed(key) else {
+                let allowed: Vec<&str> = vocabulary::config::ALLOWED.iter().map(|(k, _)| *k).collect();
+                return Err(bad(format!(
+                    "{key} is not a setting that can be changed (security, paths and membership belong to the \
+                     operator; ZooKeeper would turn it into the system property zookeeper.{key}); the settings \
+                     that can: {}",
+                    allowed.join(", ")
+                )));
+            };
+            vocabulary::config::check_value(form, value).map_err(|why| bad(format!("{key}={value:?}: {why}")))?;
             if entries.iter().any(|(k, _)| k == key) {
                 return Err(bad(format!("{key} is set twice")));
             }
@@ -68,7 +79,6 @@ pub struct StaticConfig {
     pub zookeeper_data_dir: PathBuf,
     pub dynamic_config_file: PathBuf,
     pub bind_address: String,
-    pub admin_port: u16,
     pub metrics_port: u16,
     pub overrides: Overrides,
 }
@@ -92,9 +102,9 @@ impl StaticConfig {
         line("standaloneEnabled", "false");
         line("reconfigEnabled", "true");
         line("quorumListenOnAllIPs", "true");
-        line("admin.enableServer", "true");
-        line("admin.serverAddress", &self.bind_address);
-        line("admin.serverPort", &self.admin_port.to_string());
+        // The AdminServer's snapshot and restore commands would hand the whole data tree to, or
+        // take one from, anyone who can reach the port: it stays off.
+        line("admin.enableServer", "false");
         line(
             "metricsProvider.className",
             "org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider",
@@ -186,7 +196,6 @@ mod tests {
             zookeeper_data_dir: "/data/zookeeper".into(),
             dynamic_config_file: "/data/conf/zoo.cfg.dynamic".into(),
             bind_address: "0.0.0.0".into(),
-            admin_port: 8080,
             metrics_port: 7000,
             overrides: Overrides::parse(overrides, "overrides").unwrap(),
         }
@@ -201,7 +210,7 @@ mod tests {
             "reconfigEnabled=true\n",
             "quorumListenOnAllIPs=true\n",
             "4lw.commands.whitelist=srvr,mntr,ruok\n",
-            "admin.serverPort=8080\n",
+            "admin.enableServer=false\n",
             "metricsProvider.className=org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider\n",
             "metricsProvider.httpPort=7000\n",
             "autopurge.purgeInterval=1\n",
@@ -219,7 +228,7 @@ mod tests {
     #[test]
     fn overrides_replace_defaults_and_add_keys_once() {
         let text =
-            config("tickTime=3000\n# comment\nmaxSessionTimeout = 60000\n4lw.commands.whitelist=conf, srvr").render();
+            config("tickTime=3000\n# comment\nmaxSessionTimeout = 60000\n4lw.commands.whitelist=conf,srvr").render();
         assert!(text.contains("tickTime=3000\n"));
         assert_eq!(text.matches("tickTime=").count(), 1);
         assert!(text.contains("maxSessionTimeout=60000\n"));
@@ -248,6 +257,16 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("twice"));
+        for (line, hint) in [
+            ("skipACL=yes", "not a setting that can be changed"),
+            ("db.autocreate=true", "zookeeper.db.autocreate"),
+            ("DigestAuthenticationProvider.superDigest=super:x", "not a setting"),
+            ("tickTime=two-seconds", "whole number"),
+            ("4lw.commands.whitelist=srvr,dump", "comma-separated list"),
+        ] {
+            let err = Overrides::parse(line, "cfg").unwrap_err().to_string();
+            assert!(err.contains(hint), "{line}: {err}");
+        }
         assert!(Overrides::parse("just words", "cfg")
             .unwrap_err()
             .to_string()

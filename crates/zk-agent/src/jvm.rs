@@ -37,17 +37,10 @@ fn parse_memory_limit(text: &str) -> Option<u64> {
     (limit < 1 << 60).then_some(limit)
 }
 
-/// Rejects user JVM options that would defeat the agent's safety settings.
+/// Rejects user JVM options outside the allow-list (see `vocabulary::jvm`).
 pub fn check_user_options(options: &[String]) -> Result<(), String> {
     for option in options {
-        let owned = vocabulary::jvm::OWNED_PROPERTIES
-            .iter()
-            .find(|(p, _)| option.strip_prefix("-D").is_some_and(|o| o.starts_with(p)));
-        if let Some((property, why)) = owned {
-            return Err(format!(
-                "-D{property} is managed by zk-agent ({why}); remove {option:?}"
-            ));
-        }
+        vocabulary::jvm::check(option).map_err(|why| format!("{why}; remove {option:?}"))?;
     }
     Ok(())
 }
@@ -67,6 +60,8 @@ impl JavaCommand {
     pub fn args(&self) -> Vec<String> {
         let home = self.zookeeper_home.to_string_lossy();
         let mut args = heap_flags(self.memory_limit_bytes, &self.user_options);
+        args.extend(self.user_options.iter().cloned());
+        // The agent's own settings come after the user's: of two -D flags the JVM keeps the last.
         args.extend([
             // Lost-disk guard: an empty data directory does not vote until synced (see guard.rs).
             "-Dzookeeper.db.autocreate=false".to_string(),
@@ -80,7 +75,6 @@ impl JavaCommand {
         if let Some(digest) = &self.super_digest {
             args.push(format!("-Dzookeeper.DigestAuthenticationProvider.superDigest={digest}"));
         }
-        args.extend(self.user_options.iter().cloned());
         args.extend([
             "-cp".to_string(),
             format!("{home}/lib/*:{home}/conf"),
@@ -123,17 +117,18 @@ mod tests {
 
     #[test]
     fn refuses_options_that_switch_off_the_guard() {
-        assert!(check_user_options(&["-Xmx1g".into(), "-Dfoo=1".into()]).is_ok());
+        assert!(check_user_options(&["-Xmx1g".into(), "-XX:+UseG1GC".into()]).is_ok());
+        assert!(check_user_options(&["-agentlib:jdwp=transport=dt_socket".into()]).is_err());
         let err = check_user_options(&["-Dzookeeper.db.autocreate=true".into()]).unwrap_err();
         assert!(err.contains("lost-disk guard") && err.contains("remove"), "{err}");
     }
 
     #[test]
-    fn command_line_guards_empty_databases_and_keeps_user_options_last() {
+    fn command_line_guards_empty_databases_and_puts_owned_properties_after_user_options() {
         let cmd = JavaCommand {
             java: "java".into(),
             zookeeper_home: "/opt/zookeeper".into(),
-            user_options: vec!["-Dfoo=bar".into()],
+            user_options: vec!["-Djute.maxbuffer=4194304".into()],
             memory_limit_bytes: Some(1 << 30),
             config_file: "/data/conf/zoo.cfg".into(),
             super_digest: Some("super:abc=".into()),
@@ -146,12 +141,16 @@ mod tests {
             "peers' new pod IPs are seen quickly"
         );
         assert!(args.contains(&"-Dzookeeper.DigestAuthenticationProvider.superDigest=super:abc=".to_string()));
-        let user = args.iter().position(|a| a == "-Dfoo=bar").unwrap();
+        let user = args.iter().position(|a| a == "-Djute.maxbuffer=4194304").unwrap();
+        let guard = args
+            .iter()
+            .position(|a| a == "-Dzookeeper.db.autocreate=false")
+            .unwrap();
         let main = args
             .iter()
             .position(|a| a == "org.apache.zookeeper.server.quorum.QuorumPeerMain")
             .unwrap();
-        assert!(user < main);
+        assert!(user < guard && guard < main, "{args:?}");
         assert_eq!(args.last().unwrap(), "/data/conf/zoo.cfg");
         assert!(args.contains(&"/opt/zookeeper/lib/*:/opt/zookeeper/conf".to_string()));
     }

@@ -63,11 +63,9 @@ struct MemberArgs {
     /// ZooKeeper settings (`key=value` lines) merged over the agent's defaults.
     #[arg(long, env = "ZK_CONFIG_OVERRIDES_FILE")]
     config_overrides: Option<PathBuf>,
-    /// Address the AdminServer and the metrics endpoint listen on.
+    /// Address the metrics endpoint listens on.
     #[arg(long, env = "ZK_BIND_ADDRESS", default_value = "0.0.0.0")]
     bind_address: String,
-    #[arg(long, env = "ZK_ADMIN_PORT", default_value_t = vocabulary::ports::ADMIN)]
-    admin_port: u16,
     #[arg(long, env = "ZK_METRICS_PORT", default_value_t = vocabulary::ports::METRICS)]
     metrics_port: u16,
     /// `new` only while the ensemble is created for the first time: then empty members may vote.
@@ -246,7 +244,6 @@ fn start_options(args: &MemberArgs) -> Result<StartOptions, AgentError> {
         data_dir: args.data_dir.clone(),
         overrides_file: args.config_overrides.clone(),
         bind_address: args.bind_address.clone(),
-        admin_port: args.admin_port,
         metrics_port: args.metrics_port,
         ensemble_state: match args.ensemble_state {
             EnsembleStateArg::New => EnsembleState::New,

@@ -20,7 +20,6 @@ pub struct StartOptions {
     pub data_dir: PathBuf,
     pub overrides_file: Option<PathBuf>,
     pub bind_address: String,
-    pub admin_port: u16,
     pub metrics_port: u16,
     pub ensemble_state: EnsembleState,
     pub dns_backoff: Backoff,
@@ -87,7 +86,6 @@ pub fn prepare(opts: &StartOptions) -> Result<Prepared, AgentError> {
         zookeeper_data_dir: zk_data_dir.clone(),
         dynamic_config_file: dynamic_file.clone(),
         bind_address: opts.bind_address.clone(),
-        admin_port: opts.admin_port,
         metrics_port: opts.metrics_port,
         overrides,
     };

@@ -72,7 +72,17 @@ impl TestNamespace {
         Api::namespaced(self.client.clone(), &self.name)
     }
 
+    /// Creates a cluster. Unless the spec says who may connect, the namespace's pods and the
+    /// nodes may: the tests' workloads come in through a NodePort, from the nodes' addresses.
     pub async fn create_cluster(&self, name: &str, spec: serde_json::Value) -> Result<ZooKeeperCluster, kube::Error> {
+        let mut spec = spec;
+        if spec.get("access").is_none() {
+            let mut clients = vec![serde_json::json!({"podSelector": {}})];
+            for ip in node_ips(&self.client).await {
+                clients.push(serde_json::json!({"ipBlock": {"cidr": format!("{ip}/32")}}));
+            }
+            spec["access"] = serde_json::json!({"clients": clients});
+        }
         let zk: ZooKeeperCluster = serde_json::from_value(serde_json::json!({
             "apiVersion": "zookeeper.zkop.io/v1alpha1", "kind": "ZooKeeperCluster",
             "metadata": {"name": name}, "spec": spec,
@@ -201,15 +211,10 @@ impl TestNamespace {
             None => services.create(&PostParams::default(), &service).await.unwrap(),
         };
         let port = created.spec.unwrap().ports.unwrap()[0].node_port.unwrap();
-        let nodes: Api<Node> = Api::all(self.client.clone());
-        let addresses: Vec<String> = nodes
-            .list(&Default::default())
+        let addresses: Vec<String> = node_ips(&self.client)
             .await
-            .unwrap()
-            .items
             .into_iter()
-            .filter_map(|n| n.status?.addresses?.into_iter().find(|a| a.type_ == "InternalIP"))
-            .map(|a| format!("{}:{port}", a.address))
+            .map(|ip| format!("{ip}:{port}"))
             .collect();
         addresses.join(",")
     }
@@ -230,6 +235,20 @@ impl Drop for TestNamespace {
                 .output();
         }
     }
+}
+
+/// The nodes' InternalIPs.
+pub async fn node_ips(client: &Client) -> Vec<String> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    nodes
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|n| n.status?.addresses?.into_iter().find(|a| a.type_ == "InternalIP"))
+        .map(|a| a.address)
+        .collect()
 }
 
 /// A small cluster for tests on a two-core machine: 512 MiB members, 256 MiB volumes that go with it.

@@ -9,6 +9,8 @@ use zookeeper_client::{Acls, Client, CreateMode, Error};
 
 pub struct Workload {
     stop: Arc<AtomicBool>,
+    /// Writes acknowledged so far, for `wait_for_progress`.
+    acked: Arc<std::sync::atomic::AtomicU64>,
     handle: tokio::task::JoinHandle<Report>,
     connect: String,
 }
@@ -19,8 +21,10 @@ pub struct Report {
     pub run: String,
     /// Sequence numbers acknowledged, with the zxid of each write.
     pub acked: Vec<(u64, i64)>,
-    /// Largest time between two successful writes.
+    /// Largest time between two successful writes, or from the last one to the end of the run.
     pub largest_gap: Duration,
+    /// Time from the last successful write to the end of the run: writes had resumed if short.
+    pub tail: Duration,
     pub sessions_expired: u32,
     pub failed_attempts: u32,
     pub duration: Duration,
@@ -63,6 +67,8 @@ impl Workload {
         }
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
+        let acked = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let acked_counter = acked.clone();
         let run = format!(
             "{:x}",
             std::time::SystemTime::now()
@@ -106,6 +112,7 @@ impl Workload {
                         report.largest_gap = report.largest_gap.max(last_ack.elapsed());
                         last_ack = Instant::now();
                         report.acked.push((seq, zxid));
+                        acked_counter.fetch_add(1, Ordering::Relaxed);
                         seq += 1;
                         tokio::time::sleep(PAUSE).await;
                     }
@@ -116,12 +123,25 @@ impl Workload {
                 }
             }
             report.duration = started.elapsed();
+            report.tail = last_ack.elapsed();
+            report.largest_gap = report.largest_gap.max(report.tail);
             report
         });
         Workload {
             stop,
+            acked,
             handle,
             connect: connect_string.to_string(),
+        }
+    }
+
+    /// Waits until the workload acknowledges new writes (it has reconnected after a fault).
+    pub async fn wait_for_progress(&self, timeout: Duration) {
+        let before = self.acked.load(Ordering::Relaxed);
+        let start = Instant::now();
+        while self.acked.load(Ordering::Relaxed) < before + 20 {
+            assert!(start.elapsed() < timeout, "the workload wrote nothing for {timeout:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 

@@ -150,7 +150,6 @@ impl Ensemble {
             .env("ZK_MEMBERS_FILE", self.members_file())
             .env("ZK_DATA_DIR", self.data_dir(i))
             .env("ZK_BIND_ADDRESS", "127.0.0.1")
-            .env("ZK_ADMIN_PORT", (self.base_port + 30 + i as u16).to_string())
             .env("ZK_METRICS_PORT", (self.base_port + 40 + i as u16).to_string())
             .env("ZK_ENSEMBLE_STATE", ensemble_state)
             .env("ZK_DNS_TIMEOUT_SECONDS", "120")
