@@ -22,6 +22,27 @@ for t in kind kubectl helm; do
 done
 
 ctx=kind-$CLUSTER_NAME
+
+# Docker hands out container addresses afresh when its daemon restarts (with the machine), but
+# etcd, the API server and each kubelet keep the address the node had when it joined. Put every
+# node back on the address its kubelet was given (--node-ip), pinned so that Docker keeps it.
+repin_node_addresses() {
+  local nodes node want have moved=()
+  nodes=$(docker ps -aq --filter "label=io.x-k8s.kind.cluster=$CLUSTER_NAME" | xargs -r docker inspect -f '{{.Name}}' | tr -d /)
+  declare -A wanted
+  for node in $nodes; do
+    want=$(docker cp "$node:/var/lib/kubelet/kubeadm-flags.env" - 2>/dev/null | grep -ao -- '--node-ip=[0-9.]*' | cut -d= -f2 || true)
+    have=$(docker inspect -f '{{with index .NetworkSettings.Networks "kind"}}{{with .IPAMConfig}}{{.IPv4Address}}{{end}}{{end}}' "$node")
+    [[ -n $want && $want != "$have" ]] && { wanted[$node]=$want; moved+=("$node"); }
+  done
+  (( ${#moved[@]} )) || return 0
+  log "pinning node addresses to the ones the cluster was built with: $(for n in "${moved[@]}"; do printf '%s=%s ' "$n" "${wanted[$n]}"; done)"
+  docker stop $nodes >/dev/null
+  for node in "${moved[@]}"; do
+    docker network disconnect kind "$node" >/dev/null
+    docker network connect --ip "${wanted[$node]}" kind "$node"
+  done
+}
 if kind get clusters 2>/dev/null | grep -qx "$CLUSTER_NAME"; then
   # A cluster is never deleted behind the user's back: it holds their ensembles and volumes.
   # Nodes stopped (a Docker or machine restart, a test that stops one) are started again in
@@ -31,22 +52,28 @@ if kind get clusters 2>/dev/null | grep -qx "$CLUSTER_NAME"; then
     log "note: cluster $CLUSTER_NAME runs node image $current, not the current $node_image;" \
         "run 'make cluster-down cluster' to rebuild it (this deletes every ensemble and volume in it)"
   fi
+  repin_node_addresses
   stopped=$(docker ps -aq --filter "label=io.x-k8s.kind.cluster=$CLUSTER_NAME" --filter status=exited --filter status=created)
   if [[ -n $stopped ]]; then
-    names=$(docker inspect -f '{{.Name}}' $stopped | tr -d / | xargs)
-    log "starting stopped nodes of $CLUSTER_NAME: $names"
-    since=$(date +%s)
+    log "starting stopped nodes of $CLUSTER_NAME: $(docker inspect -f '{{.Name}}' $stopped | tr -d / | xargs)"
     docker start $stopped >/dev/null
-    # Ready may still be the stale value from before the stop: wait for a fresh heartbeat.
-    for node in $names; do
-      for _ in $(seq 90); do
-        beat=$(kubectl --context "$ctx" get node "$node" -o jsonpath='{.status.conditions[?(@.type=="Ready")].lastHeartbeatTime}' 2>/dev/null || true)
-        [[ -n $beat ]] && (( $(date -d "$beat" +%s) >= since )) && break
-        sleep 2
-      done
-    done
   fi
-  if kubectl --context "$ctx" wait nodes --all --for=condition=Ready --timeout=180s >/dev/null 2>&1; then
+  # Nodes may also have been restarted by Docker itself (its daemon restarted with the machine).
+  # Until each kubelet reports again, the API server may refuse connections and Ready may be
+  # the stale value from before: wait for a heartbeat newer than the node's container start.
+  ready=1
+  for node in $(docker ps -q --filter "label=io.x-k8s.kind.cluster=$CLUSTER_NAME" | xargs -r docker inspect -f '{{.Name}}' | tr -d /); do
+    started=$(date -d "$(docker inspect -f '{{.State.StartedAt}}' "$node")" +%s)
+    fresh=0
+    for _ in $(seq 90); do
+      beat=$(kubectl --context "$ctx" get node "$node" --request-timeout=5s \
+        -o jsonpath='{.status.conditions[?(@.type=="Ready")].lastHeartbeatTime}' 2>/dev/null || true)
+      if [[ -n $beat ]] && (( $(date -d "$beat" +%s) >= started )); then fresh=1; break; fi
+      sleep 2
+    done
+    (( fresh )) || { log "node $node has not reported since its container started"; ready=0; }
+  done
+  if (( ready )) && kubectl --context "$ctx" wait nodes --all --for=condition=Ready --timeout=180s >/dev/null 2>&1; then
     log "cluster $CLUSTER_NAME up ($current)"; exit 0
   fi
   kubectl --context "$ctx" get nodes >&2 || true
