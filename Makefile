@@ -18,7 +18,7 @@ IMAGE ?= $(IMAGE_REPO):$(ZOOKEEPER_VERSION)
 
 export ZK_TEST_ZOOKEEPER_HOME := $(CURDIR)/build/zookeeper-$(ZOOKEEPER_VERSION)
 
-.PHONY: all build lint test test-rust test-image image images zookeeper-dist bench-agent clean crd check-crd install demo e2e bench bench-day2 chaos
+.PHONY: prereqs all build lint test test-rust test-image image images zookeeper-dist bench-agent clean crd check-crd install demo e2e bench bench-day2 chaos
 
 all: build
 
@@ -28,11 +28,15 @@ build:
 zookeeper-dist:
 	image/zookeeper-dist/fetch.sh $(ZOOKEEPER_VERSION) build/zookeeper-$(ZOOKEEPER_VERSION)
 
+# What the build needs, checked before it starts: installs Debian's parts, names the rest.
+prereqs:
+	scripts/prereqs.sh
+
 lint:
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --quiet -- -D warnings
 
-test: lint check-crd test-rust test-image test-cluster e2e
+test: prereqs lint check-crd test-rust test-image test-cluster e2e
 
 # The ensemble tests start JVMs; two tests at a time fit two cores.
 test-rust: zookeeper-dist
@@ -46,7 +50,7 @@ check-crd:
 	@cargo run -q -p zkop-api --bin crdgen | diff -u deploy/chart/crds/zookeeperclusters.yaml - \
 	  || { echo "deploy/chart/crds is stale: run make crd" >&2; exit 1; }
 
-install: cluster docker
+install: prereqs cluster docker
 	scripts/install-operator.sh
 
 demo: install

@@ -10,5 +10,6 @@ cargo build --quiet --locked --release -p zkop-operator --manifest-path "$root/C
 rm -rf "$context" && mkdir -p "$context"
 cp "$root/target/release/zookeeper-operator" "$context/"
 tag="0.1.0-$(sha256sum "$context/zookeeper-operator" | cut -c1-12)"
-docker build --quiet -f "$root/image/operator.Dockerfile" -t "$repository:$tag" "$context" >/dev/null
+base=$(docker image inspect -f '{{.Id}}' "${BASE_IMAGE:-debian:bookworm-slim}")
+docker build --quiet --build-arg BASE="$base" -f "$root/image/operator.Dockerfile" -t "$repository:$tag" "$context" >/dev/null
 echo "$repository:$tag"

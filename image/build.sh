@@ -18,6 +18,9 @@ cp -r "$root/build/zookeeper-$version" "$context/zookeeper-$version"
 rm -f "$context/zookeeper-$version/.complete"
 cp "$root/image/zookeeper-dist/SHA256SUMS.$version" "$context/"
 
-docker build --quiet --build-arg ZOOKEEPER_VERSION="$version" -f "$root/image/Dockerfile" -t "$tag" "$context" >/dev/null
+# The base, pinned: the exact image (by ID) that scripts/debian-base.sh built.
+base=$(docker image inspect -f '{{.Id}}' "${BASE_IMAGE:-debian:bookworm-slim}")
+docker build --quiet --build-arg ZOOKEEPER_VERSION="$version" --build-arg BASE="$base" \
+  -f "$root/image/Dockerfile" -t "$tag" "$context" >/dev/null
 size=$(docker image inspect -f '{{.Size}}' "$tag")
 echo "built $tag: $((size / 1000 / 1000)) MB"

@@ -28,7 +28,11 @@ mirror=${DEBIAN_MIRROR:-$(
     awk '/^URIs:/ {print $2} /^deb / {print ($2 ~ /^\[/ ? $3 : $2)}' |
     grep -E '/debian/?$' | head -1 || true
 )}
-mirror=${mirror:-http://deb.debian.org/debian}
+if [[ -z $mirror ]]; then
+  log "error: no Debian mirror found in this machine's apt sources; configure one for apt" \
+      "(/etc/apt/sources.list.d/) or set DEBIAN_MIRROR=<url ending in /debian>"
+  exit 1
+fi
 log "bootstrapping $SUITE from $mirror"
 
 dir=$(mktemp -d /tmp/debian-base.XXXXXX)

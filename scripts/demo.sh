@@ -25,6 +25,12 @@ result "Available after $(($(date +%s) - start))s"
 kubectl -n "$ns" get zookeepercluster zookeeper
 kubectl -n "$ns" get pods -l app.kubernetes.io/instance=zookeeper -o wide
 
+step "TLS is on: members talk TLS to each other, clients use mutual TLS on 2182"
+phase=$(kubectl -n "$ns" get zookeepercluster zookeeper -o jsonpath='{.status.tls.phase}')
+result "TLS phase: $phase; certificate valid until $(kubectl -n "$ns" get zookeepercluster zookeeper -o jsonpath='{.status.tls.certificateNotAfter}')"
+result "$(zkcli zookeeper-0 whoami | grep -E 'x509|super' | tr '\n' ' ')(zkCli.sh in a member connects with the member's certificate)"
+[ "$phase" = "tls" ]
+
 step "kubectl exec zookeeper-0 -- zkCli.sh create /foo bar"
 zkcli zookeeper-0 delete /foo >/dev/null
 out=$(zkcli zookeeper-0 create /foo bar)

@@ -20,6 +20,11 @@ pub const DEFAULT_IMAGE_REPOSITORY: &str = "zkop/zookeeper";
 /// Set (to any new value, e.g. a timestamp) on a ZooKeeperCluster to restart its members one at a
 /// time, followers first and the leader last, as `kubectl rollout restart` does for Deployments.
 pub const RESTART_ANNOTATION: &str = "zookeeper.zkop.io/restart-requested-at";
+/// Set (to any new value) to issue new member and client certificates now, without restarts.
+pub const RENEW_CERTIFICATES_ANNOTATION: &str = "zookeeper.zkop.io/renew-certificates-requested-at";
+/// Set (to any new value) to rotate the operator-made certificate authority now: trusted beside
+/// the current one, then signing, then the old one dropped, without restarts.
+pub const ROTATE_CA_ANNOTATION: &str = "zookeeper.zkop.io/rotate-ca-requested-at";
 /// The longest cluster name: `<name>-headless` (Service) and `<name>-<10-char revision hash>`
 /// (the StatefulSet's revision label) must stay within 63 characters.
 pub const MAX_NAME_LENGTH: usize = 52;
@@ -117,11 +122,81 @@ pub struct ZooKeeperClusterSpec {
     #[serde(default)]
     pub rollout: RolloutSpec,
 
+    /// TLS between members and for clients, on by default.
+    #[serde(default)]
+    pub tls: TlsSpec,
+
     /// Who may reach the members over the network. The operator makes a NetworkPolicy from it
     /// (peers on the quorum and election ports only from members, the operator on the client
     /// port); it is enforced where the cluster's network plugin enforces NetworkPolicies.
     #[serde(default)]
     pub access: AccessSpec,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TlsSpec {
+    /// Mutual TLS on the client port 2182 and TLS between members (default true). A running
+    /// plaintext ensemble moves to TLS in place, in three rolling steps; with TLS on, plaintext
+    /// clients are served on 127.0.0.1 only (the probes, tools inside the pod).
+    #[serde(default = "enabled")]
+    pub enabled: bool,
+    /// Your own certificate authority: a Secret in the cluster's namespace with `tls.crt` and
+    /// `tls.key`. The operator signs the members' and clients' certificates with it; when the
+    /// Secret changes, it rotates to the new authority without restarting members. Unset: the
+    /// operator makes an authority per cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    pub ca_secret_name: Option<String>,
+    /// How long member and client certificates are valid (default 30 days, at least 2
+    /// minutes). They are renewed two thirds of the way, without restarting members.
+    #[serde(default = "default_certificate_lifetime")]
+    #[schemars(range(min = 120, max = 31622400))]
+    pub certificate_lifetime_seconds: u32,
+    /// How long an authority the operator makes is valid (default 1 year, at least 5
+    /// minutes); it is rotated two thirds of the way: trusted beside the old one, then signing,
+    /// then the old one dropped.
+    #[serde(default = "default_ca_lifetime")]
+    #[schemars(range(min = 300, max = 315360000))]
+    pub ca_lifetime_seconds: u32,
+    /// Applications to issue client certificates for: each gets a Secret
+    /// `<cluster>-client-<name>` with `tls.crt`, `tls.key` and `ca.crt`, and connects as the
+    /// ZooKeeper identity `x509:CN=<name>`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(
+        length(max = 32),
+        inner(length(min = 1, max = 40), regex(pattern = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))
+    )]
+    #[x_kube(validation = Rule::new("self.all(c, c != 'zookeeper-operator')")
+        .message("spec.tls.clients must not name zookeeper-operator: that identity is the operator's super user"))]
+    pub clients: Vec<String>,
+    /// Refuse sessions that did not authenticate (ZooKeeper's enforce.auth.enabled). Off by
+    /// default: applications that connect anonymously would be refused.
+    #[serde(default)]
+    pub enforce_authentication: bool,
+}
+
+impl Default for TlsSpec {
+    fn default() -> Self {
+        TlsSpec {
+            enabled: true,
+            ca_secret_name: None,
+            certificate_lifetime_seconds: default_certificate_lifetime(),
+            ca_lifetime_seconds: default_ca_lifetime(),
+            clients: Vec::new(),
+            enforce_authentication: false,
+        }
+    }
+}
+
+fn enabled() -> bool {
+    true
+}
+fn default_certificate_lifetime() -> u32 {
+    30 * 24 * 3600
+}
+fn default_ca_lifetime() -> u32 {
+    365 * 24 * 3600
 }
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -459,6 +534,28 @@ pub struct ZooKeeperClusterStatus {
     /// with an empty disk must sync before it votes. Never goes back to `new`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ensemble_state: Option<String>,
+    /// TLS as the members run it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsStatus>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct TlsStatus {
+    /// The step the members' template is at: plaintext, unified, quorum-tls or tls.
+    pub phase: String,
+    /// When the member certificate expires (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_not_after: Option<String>,
+    /// When the signing authority expires (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_not_after: Option<String>,
+    /// A rotation of the authority in progress: trusting-next, dropping-previous.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_rotation: Option<String>,
+    /// Members serving the current member certificate, out of all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serving_current_certificate: Option<String>,
 }
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]

@@ -32,7 +32,7 @@ async fn main() {
         .await
         .unwrap();
     ns.wait_settled("zk", 3).await;
-    let connect = ns.node_port_connect_string("zk").await;
+    let connect = ns.endpoint("zk").await;
 
     rows.push(
         measure(
@@ -79,7 +79,7 @@ async fn main() {
         })
     })
     .await;
-    let seed_connect = seed.node_port_connect_string_for("seed", "app", "seed").await;
+    let seed_connect = seed.plaintext_endpoint("seed", "app", "seed").await;
     rows.push(
         measure(
             "plain StatefulSet: kubectl rollout restart (RollingUpdate)",
@@ -119,12 +119,10 @@ async fn main() {
             row.report.acked.len()
         );
     }
-    println!("| floor: bare ensemble, rolling restart leader last (notes) | 1.9 | 1 | - | 0 | 0 |");
-    println!("| floor: bare ensemble, kill -9 of the leader (notes) | 0.62 | 1 | - | 0 | 0 |");
     println!("command: make bench-day2   (cargo bench -p e2e --bench day2)");
 }
 
-async fn measure<F, Fut>(name: &str, connect: &str, operation: F) -> Row
+async fn measure<F, Fut>(name: &str, connect: &common::workload::Endpoint, operation: F) -> Row
 where
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = ()>,

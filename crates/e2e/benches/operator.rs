@@ -56,7 +56,6 @@ async fn main() {
     for (name, start, restart) in &rows {
         println!("| {name:<38} | {:<26} | {:<35} |", summary(start), summary(restart));
     }
-    println!("| floor: bare JVMs, no Kubernetes (notes) | 2.1                        | 0.5 (leader killed, new election)   |");
     println!(
         "operator's own Available condition became True after: {} s",
         summary(&available_condition)

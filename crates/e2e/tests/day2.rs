@@ -23,7 +23,7 @@ async fn cluster_under_load(namespace: &str, version: &str) -> (TestNamespace, Z
         .await
         .unwrap();
     let settled = ns.wait_settled("zk", 3).await;
-    let workload = Workload::start(&ns.node_port_connect_string("zk").await).await;
+    let workload = Workload::start(&ns.endpoint("zk").await).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     (ns, settled, workload)
 }
@@ -260,7 +260,7 @@ async fn scaling_along_one_three_seven_and_back_to_one() {
         .await
         .unwrap();
     ns.wait_settled("zk", 1).await;
-    let workload = Workload::start(&ns.node_port_connect_string("zk").await).await;
+    let workload = Workload::start(&ns.endpoint("zk").await).await;
     for replicas in [3, 7, 1] {
         ns.patch_spec("zk", json!({"replicas": replicas})).await.unwrap();
         let zk = ns.wait_settled("zk", replicas).await;

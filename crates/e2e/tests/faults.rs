@@ -34,8 +34,7 @@ async fn settled_cluster(namespace: &str, spec: serde_json::Value) -> (TestNames
 }
 
 async fn start_workload(ns: &TestNamespace) -> Workload {
-    let connect = ns.node_port_connect_string("zk").await;
-    let workload = Workload::start(&connect).await;
+    let workload = Workload::start(&ns.endpoint("zk").await).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     workload
 }
@@ -713,8 +712,7 @@ async fn the_ensemble_is_never_new_twice() {
         log.contains("will not vote until it has synced"),
         "zk-1 starts guarded:\n{log}"
     );
-    let connect = ns.node_port_connect_string("zk").await;
-    let missing_after = common::workload::missing_writes(&connect, &report).await;
+    let missing_after = common::workload::missing_writes(&ns.endpoint("zk").await, &report).await;
     fault_row(
         "re-created over kept volumes, one volume missing",
         &report,

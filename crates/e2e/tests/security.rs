@@ -73,8 +73,12 @@ async fn only_what_the_spec_allows_is_reachable() {
         "a member reaches the leader's quorum port"
     );
     assert!(
-        opens(&ns, &inside, &leader_ip, 2181),
-        "the namespace's pods reach the client port"
+        opens(&ns, &inside, &leader_ip, 2182),
+        "the namespace's pods reach the TLS client port"
+    );
+    assert!(
+        !opens(&ns, &inside, &leader_ip, 2181),
+        "plaintext clients are served on 127.0.0.1 only"
     );
     assert!(
         !opens(&ns, &inside, &leader_ip, 2888),
@@ -88,7 +92,7 @@ async fn only_what_the_spec_allows_is_reachable() {
         !opens(&ns, &inside, &leader_ip, 7000),
         "metrics are closed unless the spec names a scraper"
     );
-    for port in [2181, 2888, 3888, 7000] {
+    for port in [2181, 2182, 2888, 3888, 7000] {
         assert!(
             !opens(&other, &outside, &leader_ip, port),
             "another namespace must not reach port {port}"
@@ -116,5 +120,75 @@ async fn only_what_the_spec_allows_is_reachable() {
         || async { opens(&other, &outside, &leader_ip, 7000) },
     )
     .await;
-    assert!(!opens(&other, &outside, &leader_ip, 2181), "a scraper is not a client");
+    assert!(!opens(&other, &outside, &leader_ip, 2182), "a scraper is not a client");
+}
+
+/// Over TLS: a client without a certificate is refused at the handshake; one with the
+/// credentials the operator issued connects as `x509:CN=<name>`; with enforceAuthentication an
+/// anonymous session (plaintext, inside the pod) is refused. The seed's zkCli works throughout.
+#[tokio::test]
+async fn only_authenticated_clients_get_a_session() {
+    let client = client().await;
+    let ns = TestNamespace::new(&client, "e2e-authentication").await;
+    ns.create_cluster("zk", common::small_cluster(3, "3.9.4"))
+        .await
+        .unwrap();
+    ns.wait_settled("zk", 3).await;
+    let endpoint = ns.endpoint("zk").await;
+    assert!(endpoint.tls.is_some(), "TLS is on by default");
+
+    let zk = common::workload::connect(&endpoint).await;
+    let users = zk.list_auth_users().await.unwrap();
+    assert!(
+        users.iter().any(|u| u.scheme() == "x509" && u.user() == "CN=e2e"),
+        "the issued credentials authenticate: {users:?}"
+    );
+    drop(zk);
+
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = ns.api();
+    let data = secrets.get("zk-client-e2e").await.unwrap().data.unwrap();
+    let ca = String::from_utf8_lossy(&data["ca.crt"].0).into_owned();
+    // SAFETY (of the test's trust): the authority is verified, only the name is not.
+    let anonymous = unsafe {
+        zookeeper_client::TlsOptions::new()
+            .with_pem_ca(&ca)
+            .unwrap()
+            .with_no_hostname_verification()
+    };
+    let attempt = zookeeper_client::Client::connector()
+        .with_session_timeout(Duration::from_secs(4))
+        .with_tls(anonymous)
+        .with_fail_eagerly()
+        .secure_connect(&endpoint.connect);
+    let refused = tokio::time::timeout(Duration::from_secs(20), attempt).await;
+    assert!(
+        !matches!(refused, Ok(Ok(_))),
+        "a TLS client without a certificate must be refused"
+    );
+
+    let out = ns.zkcli("zk-0", &["create", "/foo", "bar"]);
+    assert!(out.contains("Created /foo"), "the seed's zkCli works over TLS: {out}");
+
+    ns.patch_spec("zk", json!({"tls": {"enforceAuthentication": true}}))
+        .await
+        .unwrap();
+    ns.wait_settled("zk", 3).await;
+    let (_, anonymous) = ns.kubectl(&[
+        "exec",
+        "zk-1",
+        "--",
+        "env",
+        "ZK_TLS_DIR=/nonexistent",
+        "/opt/zookeeper/bin/zkCli.sh",
+        "-server",
+        "127.0.0.1:2181",
+        "get",
+        "/foo",
+    ]);
+    assert!(
+        !anonymous.lines().any(|l| l == "bar"),
+        "an anonymous session must be refused:\n{anonymous}"
+    );
+    let out = ns.zkcli("zk-1", &["get", "/foo"]);
+    assert!(out.lines().any(|l| l == "bar"), "an authenticated one works: {out}");
 }

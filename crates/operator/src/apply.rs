@@ -22,6 +22,7 @@ pub async fn apply(
     zk: &ZooKeeperCluster,
     names: &Names,
     desired: &Desired,
+    secrets: &[Secret],
     observation: &Observation,
 ) -> Result<String, Error> {
     let client = &ctx.client;
@@ -42,6 +43,10 @@ pub async fn apply(
     // file, and a new template's configuration must exist before a pod mounts it.
     apply_one(client, &desired.config_map, &owner).await?;
     apply_one(client, &desired.revision_config_map, &owner).await?;
+    // Before the StatefulSet: its pods mount the member certificate.
+    for secret in secrets {
+        apply_one(client, secret, &owner).await?;
+    }
     apply_one(client, &desired.pod_disruption_budget, &owner).await?;
     apply_one(client, &desired.network_policy, &owner).await?;
     apply_one(client, &desired.statefulset, &owner).await?;

@@ -12,7 +12,7 @@ use crate::observe::{self, Observation};
 use crate::planner::{self, ClusterView, Step};
 use crate::resources::{self, Inputs, Names, OperatorSettings};
 use crate::status::{self, Operation, StatusInputs};
-use crate::{apply, execute, report};
+use crate::{apply, execute, report, tls};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
@@ -25,6 +25,7 @@ use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use vocabulary::tls::Phase;
 use zk_agent::guard::EnsembleState;
 use zkop_api::ZooKeeperCluster;
 
@@ -209,7 +210,7 @@ async fn reconcile_cluster(zk: &ZooKeeperCluster, ctx: &Context) -> Result<Actio
     }
     let now = Timestamp::now();
 
-    let observation = observe::observe(&ctx.client, &names).await?;
+    let observation = observe::observe(&ctx.client, zk, &names, &ctx.settings).await?;
     ctx.metrics
         .api_reachable
         .store(true, std::sync::atomic::Ordering::Relaxed);
@@ -220,7 +221,45 @@ async fn reconcile_cluster(zk: &ZooKeeperCluster, ctx: &Context) -> Result<Actio
         observe::volumes_predate_cluster(zk, &names, &observation.claims),
     );
 
-    let plan = plan(zk, &names, &observation, ensemble_state, now);
+    // TLS: the step the members' template is at, and the next one once a roll is done.
+    let enabled = zk.spec.tls.enabled;
+    let new_cluster = observation.statefulset.is_none();
+    // The members' template says which step they are at; status, the same, if it was written.
+    let recorded_phase = observation.template_tls_phase().or_else(|| {
+        zk.status
+            .as_ref()
+            .and_then(|s| s.tls.as_ref())
+            .and_then(|t| Phase::parse(&t.phase))
+    });
+    let running_phase = tls::phase(enabled, recorded_phase, new_cluster, false);
+    let plan = plan(
+        zk,
+        &names,
+        &ctx.settings,
+        &observation,
+        ensemble_state,
+        running_phase,
+        now,
+    );
+    let roll_done = matches!(plan, Some((_, Step::Idle)));
+    let tls_phase = tls::phase(enabled, Some(running_phase), new_cluster, roll_done);
+    let material = if enabled || tls_phase != Phase::Plaintext {
+        let planned = tls::plan(tls::TlsInputs {
+            zk,
+            names: &names,
+            cluster_domain: &ctx.settings.cluster_domain,
+            authority: observation.tls.authority.clone(),
+            user_authority: observation.tls.user_authority.clone(),
+            member: observation.tls.member.clone(),
+            clients: observation.tls.clients.clone(),
+            members_show: observation.tls.members_show,
+            now: std::time::SystemTime::now(),
+        })
+        .map_err(|message| Error::Tls { message })?;
+        Some(planned)
+    } else {
+        None
+    };
     let statefulset_replicas = match &plan {
         Some((_, Step::SetReplicas(n))) => i32::try_from(*n).unwrap_or(zk.spec.replicas),
         Some((view, _)) => i32::try_from(view.statefulset_replicas).unwrap_or(zk.spec.replicas),
@@ -238,15 +277,21 @@ async fn reconcile_cluster(zk: &ZooKeeperCluster, ctx: &Context) -> Result<Actio
             ensemble_state,
             existing_claim_templates: claim_templates.as_deref(),
             statefulset_replicas,
+            tls_phase,
         },
     );
+    let secrets = material
+        .as_ref()
+        .map(|m| resources::tls_secrets(zk, &names, m))
+        .unwrap_or_default();
 
-    let password = apply::apply(ctx, zk, &names, &desired, &observation).await?;
+    apply::apply(ctx, zk, &names, &desired, &secrets, &observation).await?;
 
     let outcome = match &plan {
-        Some((_, step)) => execute::execute(ctx, &names, &observation, step, &password).await?,
+        Some((_, step)) => execute::execute(ctx, &names, &observation, step, running_phase.local_plaintext()).await?,
         None => None,
     };
+    let tls_events = material.as_ref().map(|m| m.events.clone()).unwrap_or_default();
 
     let operation = plan
         .as_ref()
@@ -259,14 +304,17 @@ async fn reconcile_cluster(zk: &ZooKeeperCluster, ctx: &Context) -> Result<Actio
         .as_ref()
         .map(|(view, _)| planner::stuck(view).iter().map(|m| names.pod(m.ordinal)).collect())
         .unwrap_or_default();
+    let template_changed = template_changed(observation.statefulset.as_ref(), &desired.statefulset);
     let status = status::compute(
         zk,
         StatusInputs {
+            template_changed,
             members: &observation.members,
             statefulset: observation.statefulset_status.as_ref(),
             operation: operation.as_ref(),
             stuck: &stuck,
             ensemble_state,
+            tls: Some(tls_status(tls_phase, &observation, material.as_ref())),
             selector: names.label_selector(),
             now: Time(now),
         },
@@ -286,12 +334,25 @@ async fn reconcile_cluster(zk: &ZooKeeperCluster, ctx: &Context) -> Result<Actio
 
     let changes = report::Changes {
         created: observation.statefulset.is_none(),
-        configuration_changed: template_changed(observation.statefulset.as_ref(), &desired.statefulset),
+        configuration_changed: template_changed,
         bootstrapped: observation.recorded_ensemble_state() != Some(status::EXISTING)
             && ensemble_state == EnsembleState::Existing
             && observation.statefulset.is_some(),
     };
-    for (type_, reason, note) in report::events(zk, &status, &changes).into_iter().chain(outcome) {
+    let mut status = status;
+    let tls_problem = material.as_ref().and_then(|m| m.problem.clone());
+    if let Some(problem) = &tls_problem {
+        status.message = Some(problem.clone());
+    }
+    let tls_events = tls_events
+        .into_iter()
+        .map(|(reason, note)| (EventType::Normal, reason, note))
+        .chain(tls_problem.map(|p| (EventType::Warning, "CertificateAuthorityUnavailable", p)));
+    for (type_, reason, note) in report::events(zk, &status, &changes)
+        .into_iter()
+        .chain(outcome)
+        .chain(tls_events)
+    {
         ctx.publish(zk, type_, reason, note).await;
     }
     report::write_status(ctx, &names, &status).await?;
@@ -300,7 +361,34 @@ async fn reconcile_cluster(zk: &ZooKeeperCluster, ctx: &Context) -> Result<Actio
         && status::condition_is_true(Some(&status), status::AVAILABLE)
         && status.ready_replicas == zk.spec.replicas
         && !status::condition_is_true(Some(&status), status::PROGRESSING);
-    Ok(Action::requeue(Duration::from_secs(if settled { 30 } else { 2 })))
+    let mut requeue = Duration::from_secs(if settled { 30 } else { 2 });
+    // A certificate or the authority falls due before then: look again on time.
+    if let Some(due) = material.as_ref().and_then(|m| m.next_due) {
+        let wait = due
+            .saturating_sub(tls::now_seconds(std::time::SystemTime::now()))
+            .max(1);
+        requeue = requeue.min(Duration::from_secs(wait));
+    }
+    Ok(Action::requeue(requeue))
+}
+
+/// TLS as status shows it.
+fn tls_status(phase: Phase, observation: &Observation, material: Option<&tls::TlsPlan>) -> zkop_api::TlsStatus {
+    let (serving, checked) = observation.tls.serving_current;
+    let member_not_after = observation.tls.member.as_ref().map(|m| m.not_after);
+    zkop_api::TlsStatus {
+        phase: phase.as_str().to_string(),
+        certificate_not_after: member_not_after.filter(|n| *n > 0).map(tls::rfc3339),
+        ca_not_after: material
+            .map(|m| m.authority.signing.not_after)
+            .filter(|n| *n > 0)
+            .map(tls::rfc3339),
+        ca_rotation: material
+            .map(|m| m.authority.rotation)
+            .filter(|r| *r != tls::Rotation::None)
+            .map(|r| format!("{r:?}")),
+        serving_current_certificate: (checked > 0).then(|| format!("{serving}/{checked}")),
+    }
 }
 
 /// The planner's view and step, once the ensemble exists; until then the StatefulSet simply
@@ -308,31 +396,24 @@ async fn reconcile_cluster(zk: &ZooKeeperCluster, ctx: &Context) -> Result<Actio
 fn plan(
     zk: &ZooKeeperCluster,
     names: &Names,
+    settings: &OperatorSettings,
     observation: &Observation,
     ensemble_state: EnsembleState,
+    phase: Phase,
     now: Timestamp,
 ) -> Option<(ClusterView, Step)> {
     if observation.statefulset.is_none() || ensemble_state != EnsembleState::Existing {
         return None;
     }
-    let view = observe::cluster_view(zk, names, observation, now);
+    let view = observe::cluster_view(zk, names, settings, observation, phase.local_plaintext(), now);
     let step = planner::plan(&view);
     Some((view, step))
 }
 
 /// The configuration revision the pod template names changed: a roll follows.
 fn template_changed(existing: Option<&StatefulSet>, desired: &StatefulSet) -> bool {
-    let revision = |sts: &StatefulSet| -> Option<String> {
-        let volumes = sts.spec.as_ref()?.template.spec.as_ref()?.volumes.clone()?;
-        let sources = volumes
-            .iter()
-            .find(|v| v.name == "config")?
-            .projected
-            .clone()?
-            .sources?;
-        sources.last()?.config_map.as_ref().map(|c| c.name.clone())
-    };
-    existing.is_some_and(|e| revision(e).is_some_and(|old| Some(old) != revision(desired)))
+    let hash = |sts: &StatefulSet| sts.annotations().get(resources::TEMPLATE_HASH_ANNOTATION).cloned();
+    existing.is_some_and(|e| hash(e) != hash(desired))
 }
 
 #[cfg(test)]

@@ -9,11 +9,13 @@
 use crate::resources::{Names, OperatorSettings};
 use std::collections::BTreeSet;
 use std::time::Duration;
-use vocabulary::{PeerDomain, VotingRole};
+use vocabulary::{ports, VotingRole};
 use zk_agent::members::Membership;
-use zookeeper_client::{Client, EnsembleUpdate};
+use zookeeper_client::{Client, EnsembleUpdate, TlsOptions};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a reconfiguration is checked for before the reconcile moves on.
+const VERIFY_FOR: Duration = Duration::from_secs(15);
 const CONFIG_NODE: &str = "/zookeeper/config";
 
 /// The ensemble's committed configuration.
@@ -23,6 +25,8 @@ pub struct EnsembleConfig {
     pub voters: BTreeSet<u64>,
     /// The configuration's version (ZooKeeper's `version=` line, a zxid), when it has one.
     pub version: Option<i64>,
+    /// Each member as ZooKeeper committed it.
+    pub members: std::collections::BTreeMap<u64, zk_agent::members::Member>,
 }
 
 impl EnsembleConfig {
@@ -42,19 +46,68 @@ impl EnsembleConfig {
                 .map(|m| m.id)
                 .collect(),
             version,
+            members: membership.members.iter().map(|m| (m.id, m.clone())).collect(),
         })
     }
 }
 
-async fn connect(address: &str, password: &str) -> Result<Client, String> {
-    let connect = Client::connector()
-        .with_session_timeout(Duration::from_secs(10))
-        .with_auth("digest", format!("super:{password}").as_bytes())
-        .connect(address);
-    tokio::time::timeout(TIMEOUT, connect)
-        .await
-        .map_err(|_| format!("connecting to {address} timed out"))?
-        .map_err(|e| format!("connecting to {address}: {e}"))
+/// How the operator proves it is the super user: its client certificate over mutual TLS, or,
+/// while members still take it (before the migration to TLS is done), the super user's password
+/// over plaintext.
+#[derive(Debug, Clone, Default)]
+pub struct Credentials {
+    pub tls: Option<TlsIdentity>,
+    pub password: Option<String>,
+}
+
+/// The operator's client certificate and the authorities it trusts, in PEM.
+#[derive(Debug, Clone)]
+pub struct TlsIdentity {
+    pub ca_bundle: String,
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+/// A member as the operator reaches it: its stable DNS name (TLS, verified against the member
+/// certificate) and its pod's plaintext client address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub host: String,
+    pub plaintext: Option<String>,
+}
+
+async fn connect(target: &Target, credentials: &Credentials) -> Result<Client, String> {
+    let mut failures = Vec::new();
+    if let Some(tls) = &credentials.tls {
+        let address = format!("{}:{}", target.host, ports::SECURE_CLIENT);
+        let options = TlsOptions::new()
+            .with_pem_ca(&tls.ca_bundle)
+            .and_then(|o| o.with_pem_identity(&tls.cert_pem, &tls.key_pem))
+            .map_err(|e| format!("the operator's TLS identity: {e}"))?;
+        let connect = Client::connector()
+            .with_session_timeout(Duration::from_secs(10))
+            .with_tls(options)
+            .with_fail_eagerly()
+            .secure_connect(&address);
+        match tokio::time::timeout(TIMEOUT, connect).await {
+            Ok(Ok(client)) => return Ok(client),
+            Ok(Err(e)) => failures.push(format!("{address} over TLS: {e}")),
+            Err(_) => failures.push(format!("{address} over TLS: timed out")),
+        }
+    }
+    if let (Some(password), Some(address)) = (&credentials.password, &target.plaintext) {
+        let connect = Client::connector()
+            .with_session_timeout(Duration::from_secs(10))
+            .with_auth("digest", format!("super:{password}").as_bytes())
+            .with_fail_eagerly()
+            .connect(address);
+        match tokio::time::timeout(TIMEOUT, connect).await {
+            Ok(Ok(client)) => return Ok(client),
+            Ok(Err(e)) => failures.push(format!("{address}: {e}")),
+            Err(_) => failures.push(format!("{address}: timed out")),
+        }
+    }
+    Err(format!("cannot reach {}: {}", target.host, failures.join("; ")))
 }
 
 /// The configuration as the leader has committed it: `sync` first, then read.
@@ -70,10 +123,10 @@ async fn read(client: &Client) -> Result<EnsembleConfig, String> {
     EnsembleConfig::parse(&String::from_utf8_lossy(&data))
 }
 
-/// The committed configuration, from the first of `addresses` that answers.
-pub async fn read_config(addresses: &[String], password: &str) -> Option<EnsembleConfig> {
-    for address in addresses {
-        match async { read(&connect(address, password).await?).await }.await {
+/// The committed configuration, from the first of `targets` that answers.
+pub async fn read_config(targets: &[Target], credentials: &Credentials) -> Option<EnsembleConfig> {
+    for target in targets {
+        match async { read(&connect(target, credentials).await?).await }.await {
             Ok(config) => return Some(config),
             Err(error) => tracing::debug!(%error, "cannot read the ensemble configuration"),
         }
@@ -82,14 +135,9 @@ pub async fn read_config(addresses: &[String], password: &str) -> Option<Ensembl
 }
 
 /// The `server.N=...` line of member `id`, as the members file has it.
-pub fn member_line(names: &Names, settings: &OperatorSettings, id: u64) -> String {
-    let domain = PeerDomain {
-        service: names.headless_service(),
-        namespace: names.namespace.clone(),
-        cluster_domain: settings.cluster_domain.clone(),
-    };
+pub fn member_line(names: &Names, settings: &OperatorSettings, id: u64, local_plaintext: bool) -> String {
     let ordinals = u32::try_from(id).unwrap_or(u32::MAX);
-    Membership::from_statefulset(&names.statefulset(), ordinals, &domain)
+    crate::resources::membership(names, settings, ordinals, local_plaintext)
         .member(id)
         .map(ToString::to_string)
         .unwrap_or_default()
@@ -111,7 +159,15 @@ pub enum Change {
 impl Change {
     fn done(&self, config: &EnsembleConfig) -> bool {
         match self {
-            Change::Join { id, .. } => config.voters.contains(id),
+            Change::Join { id, line } => {
+                let wanted = Membership::parse(line, "the joining line").ok();
+                let wanted = wanted.as_ref().and_then(|m| m.member(*id));
+                config.voters.contains(id)
+                    && config
+                        .members
+                        .get(id)
+                        .is_some_and(|committed| wanted.is_some_and(|w| w.equivalent(committed)))
+            }
             Change::Leave { id } => !config.voters.contains(id),
         }
     }
@@ -122,17 +178,17 @@ impl Change {
     }
 }
 
-/// Carries out `change` through the first of `addresses` (serving members, the one leaving
+/// Carries out `change` through the first of `targets` (serving members, the one leaving
 /// last), conditional on the configuration still being `from_version`, then verifies that the
 /// committed configuration says so.
 pub async fn reconfigure(
-    addresses: &[String],
-    password: &str,
+    targets: &[Target],
+    credentials: &Credentials,
     change: &Change,
     from_version: Option<i64>,
 ) -> Result<(), String> {
-    let address = addresses.first().ok_or("no serving member to reconfigure through")?;
-    let client = connect(address, password).await?;
+    let target = targets.first().ok_or("no serving member to reconfigure through")?;
+    let client = connect(target, credentials).await?;
     let leaving = match change {
         Change::Leave { id } => Some(id.to_string()),
         Change::Join { .. } => None,
@@ -155,10 +211,12 @@ pub async fn reconfigure(
         }
         tracing::info!(%error, subject, "reconfiguration replied with an error; verifying");
     }
-    // Verify through fresh sessions, retrying while the ensemble settles.
-    for _ in 0..10 {
-        for address in addresses {
-            if let Ok(config) = async { read(&connect(address, password).await?).await }.await {
+    // Verify through fresh sessions, retrying while the ensemble settles, for a bounded time:
+    // the next reconcile observes again anyway.
+    let deadline = std::time::Instant::now() + VERIFY_FOR;
+    while std::time::Instant::now() < deadline {
+        for target in targets {
+            if let Ok(config) = async { read(&connect(target, credentials).await?).await }.await {
                 if change.done(&config) {
                     return Ok(());
                 }
@@ -198,6 +256,17 @@ mod tests {
         assert_eq!(config.version, Some(0x1_0000_000b));
         assert!(Change::Leave { id: 3 }.done(&config));
         assert!(!Change::Leave { id: 2 }.done(&config));
+        // ZooKeeper writes "all addresses" as 0.0.0.0: the same line as one without an address.
+        let same = Change::Join {
+            id: 1,
+            line: "server.1=zk-0.h:2888:3888:participant;2181".into(),
+        };
+        assert!(same.done(&config));
+        let local = Change::Join {
+            id: 1,
+            line: "server.1=zk-0.h:2888:3888:participant;127.0.0.1:2181".into(),
+        };
+        assert!(!local.done(&config));
         assert!(EnsembleConfig::parse("server.1=h:1:2;3\nversion=zz").is_err());
     }
 }

@@ -62,6 +62,9 @@ pub enum Error {
     /// operator never takes it over.
     #[error("apply {object}: it exists and was not made by this cluster; the operator leaves it alone. Rename or remove it, or give the cluster another name")]
     NameClash { object: String },
+    /// TLS material cannot be made (a user's authority that cannot be read or used).
+    #[error("tls: {message}")]
+    Tls { message: String },
 }
 
 impl Error {
@@ -69,7 +72,7 @@ impl Error {
         match self {
             Error::Kube { stage, .. } => *stage,
             Error::Undecodable { .. } => Stage::Decode,
-            Error::NameClash { .. } => Stage::Apply,
+            Error::NameClash { .. } | Error::Tls { .. } => Stage::Apply,
         }
     }
 
@@ -77,6 +80,7 @@ impl Error {
     pub fn reason(&self) -> &'static str {
         match self {
             Error::NameClash { .. } => "NameClash",
+            Error::Tls { .. } => "TlsFailed",
             other => other.stage().failure_reason(),
         }
     }
@@ -88,7 +92,7 @@ impl Error {
                 kube::Error::Api(status) => Some(status.reason.as_str()),
                 _ => None,
             },
-            Error::Undecodable { .. } | Error::NameClash { .. } => None,
+            Error::Undecodable { .. } | Error::NameClash { .. } | Error::Tls { .. } => None,
         }
     }
 }

@@ -7,7 +7,7 @@ use crate::controller::Context;
 use crate::ensemble::{self, Change};
 use crate::error::{named, At, Error, Stage};
 use crate::events::EventType;
-use crate::observe::{serving_addresses, Observation};
+use crate::observe::{serving_targets, Observation};
 use crate::planner::Step;
 use crate::resources::Names;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
@@ -21,18 +21,18 @@ pub async fn execute(
     names: &Names,
     observation: &Observation,
     step: &Step,
-    password: &str,
+    local_plaintext: bool,
 ) -> Result<Outcome, Error> {
     Ok(match step {
         Step::Restart { ordinal, reason } => restart(ctx, names, observation, *ordinal, reason).await?,
-        Step::AddVoter { id } => {
+        Step::AddVoter { id } | Step::UpdateMember { id } => {
             let change = Change::Join {
                 id: *id,
-                line: ensemble::member_line(names, &ctx.settings, *id),
+                line: ensemble::member_line(names, &ctx.settings, *id, local_plaintext),
             };
-            reconfigure(observation, password, &change, None).await
+            reconfigure(observation, &change, None).await
         }
-        Step::RemoveVoter { id } => reconfigure(observation, password, &Change::Leave { id: *id }, Some(*id)).await,
+        Step::RemoveVoter { id } => reconfigure(observation, &Change::Leave { id: *id }, Some(*id)).await,
         Step::SetReplicas(n) => Some((
             EventType::Normal,
             "Resized",
@@ -101,16 +101,16 @@ async fn restart(
     })
 }
 
-async fn reconfigure(observation: &Observation, password: &str, change: &Change, leaving: Option<u64>) -> Outcome {
+async fn reconfigure(observation: &Observation, change: &Change, leaving: Option<u64>) -> Outcome {
     let from_version = observation.ensemble.as_ref().and_then(|e| e.version);
-    let addresses = serving_addresses(&observation.members, leaving);
+    let targets = serving_targets(&observation.members, leaving);
     Some(
-        match ensemble::reconfigure(&addresses, password, change, from_version).await {
+        match ensemble::reconfigure(&targets, &observation.credentials, change, from_version).await {
             Ok(()) => match change {
-                Change::Join { id, .. } => (
+                Change::Join { id, line } => (
                     EventType::Normal,
                     "AddedVoter",
-                    format!("server.{id} joined the ensemble's voters"),
+                    format!("server.{id} is a voter: {line}"),
                 ),
                 Change::Leave { id } => (
                     EventType::Normal,

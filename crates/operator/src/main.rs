@@ -7,6 +7,9 @@ use zkop_operator::resources::OperatorSettings;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    // Two TLS providers are compiled in (kube's and zookeeper-client's defaults): pick one for
+    // the process, or rustls cannot choose.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     tracing_subscriber::fmt()
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .with_env_filter(

@@ -2,18 +2,21 @@
 //! into a state with its cause, and the ensemble's committed configuration. The functions that
 //! interpret what was read are pure and tested here; `observe` only reads.
 
-use crate::ensemble::{self, EnsembleConfig};
+use crate::ensemble::{self, Credentials, EnsembleConfig, Target, TlsIdentity};
 use crate::error::{named, At, Error, Stage};
 use crate::planner::{ClusterView, MemberState, MemberView};
-use crate::resources::{Names, ADMIN_PASSWORD_KEY, ENSEMBLE_STATE_KEY};
+use crate::resources::{Names, OperatorSettings, ADMIN_PASSWORD_KEY, ENSEMBLE_STATE_KEY};
+use crate::tls::{self, Authority, Kept, MembersShow};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams};
 use kube::{Client, ResourceExt};
+use std::collections::BTreeMap;
 use std::collections::BTreeSet;
 use std::time::Duration;
 use vocabulary::{ports, ServingRole};
+use zk_agent::tls::TlsClient;
 use zkop_api::ZooKeeperCluster;
 
 /// The container zk-agent runs ZooKeeper in.
@@ -33,6 +36,8 @@ pub struct MemberObservation {
     pub up_to_date: bool,
     /// `<pod IP>:<client port>`, when the pod has an address.
     pub address: Option<String>,
+    /// The member's stable DNS name, which its TLS certificate names.
+    pub host: String,
     /// Since when it has not served (its pod's readiness turned false, or the pod was created).
     pub down_since: Option<Timestamp>,
     /// Why it does not run or serve, from the pod.
@@ -77,6 +82,26 @@ pub struct Observation {
     pub ensemble: Option<EnsembleConfig>,
     /// ConfigMaps the pods mount: a configuration revision in use must not be deleted.
     pub revision_config_maps_in_use: BTreeSet<String>,
+    /// How the operator proves it is the super user.
+    pub credentials: Credentials,
+    /// TLS material as the Secrets hold it, and what the members show of it.
+    pub tls: TlsObservation,
+}
+
+/// The TLS Secrets, read back, and what the members show.
+#[derive(Debug, Clone, Default)]
+pub struct TlsObservation {
+    pub authority_secret: Option<Secret>,
+    pub authority: Option<Authority>,
+    /// The user's own authority, when `spec.tls.caSecretName` names one.
+    pub user_authority: Option<Result<crate::pki::Issued, String>>,
+    pub member_secret: Option<Secret>,
+    pub member: Option<Kept>,
+    pub client_secrets: BTreeMap<String, Secret>,
+    pub clients: BTreeMap<String, Kept>,
+    pub members_show: MembersShow,
+    /// Members serving the member certificate the Secret holds, and members checked.
+    pub serving_current: (usize, usize),
 }
 
 impl Observation {
@@ -90,13 +115,41 @@ impl Observation {
             .map(String::as_str)
     }
 
+    /// The TLS phase the StatefulSet's template runs (its `ZK_TLS_PHASE`); plaintext for a
+    /// template from before TLS existed.
+    pub fn template_tls_phase(&self) -> Option<vocabulary::tls::Phase> {
+        let spec = self.statefulset.as_ref()?.spec.as_ref()?;
+        let container = spec
+            .template
+            .spec
+            .as_ref()?
+            .containers
+            .iter()
+            .find(|c| c.name == CONTAINER)?;
+        let value = container
+            .env
+            .iter()
+            .flatten()
+            .find(|e| e.name == "ZK_TLS_PHASE")
+            .and_then(|e| e.value.clone());
+        Some(match value {
+            Some(phase) => vocabulary::tls::Phase::parse(&phase)?,
+            None => vocabulary::tls::Phase::Plaintext,
+        })
+    }
+
     pub fn statefulset_replicas(&self) -> Option<u32> {
         let replicas = self.statefulset.as_ref()?.spec.as_ref()?.replicas?;
         u32::try_from(replicas).ok()
     }
 }
 
-pub async fn observe(client: &Client, names: &Names) -> Result<Observation, Error> {
+pub async fn observe(
+    client: &Client,
+    zk: &ZooKeeperCluster,
+    names: &Names,
+    settings: &OperatorSettings,
+) -> Result<Observation, Error> {
     let ns = &names.namespace;
     let statefulsets: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
     let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
@@ -141,11 +194,33 @@ pub async fn observe(client: &Client, names: &Names) -> Result<Observation, Erro
         .and_then(|s| s.replicas)
         .and_then(|r| u32::try_from(r).ok())
         .unwrap_or(0);
+    let tls_observed = observe_tls(&secrets, zk, names).await?;
+    let credentials = Credentials {
+        tls: operator_identity(&tls_observed),
+        password: admin_secret.as_ref().and_then(admin_password),
+    };
+    let domain = vocabulary::PeerDomain {
+        service: names.headless_service(),
+        namespace: ns.clone(),
+        cluster_domain: settings.cluster_domain.clone(),
+    };
     let mut members: Vec<MemberObservation> = pod_list
         .iter()
         .filter_map(|pod| member_from_pod(pod, &names.statefulset(), update_revision.as_deref()))
+        .map(|mut m| {
+            m.host = domain.host(&names.statefulset(), m.ordinal);
+            m
+        })
         .collect();
-    probe_members(&mut members).await;
+    let tls_client = credentials
+        .tls
+        .as_ref()
+        .and_then(|t| TlsClient::from_pem(&t.ca_bundle, &t.cert_pem, &t.key_pem).ok());
+    probe_members(&mut members, tls_client.as_ref()).await;
+    let mut tls_observed = tls_observed;
+    if let Some(client) = &tls_client {
+        check_members_tls(&mut tls_observed, client, &members).await;
+    }
     for ordinal in 0..replicas {
         if !members.iter().any(|m| m.ordinal == ordinal) {
             members.push(missing_member(names, ordinal));
@@ -153,11 +228,10 @@ pub async fn observe(client: &Client, names: &Names) -> Result<Observation, Erro
     }
     members.sort_by_key(|m| m.ordinal);
 
-    let ensemble = match admin_secret.as_ref().and_then(admin_password) {
-        Some(password) if members.iter().any(MemberObservation::serves) => {
-            ensemble::read_config(&serving_addresses(&members, None), &password).await
-        }
-        _ => None,
+    let ensemble = if members.iter().any(MemberObservation::serves) {
+        ensemble::read_config(&serving_targets(&members, None), &credentials).await
+    } else {
+        None
     };
     let statefulset_status = statefulset.as_ref().map(statefulset_observation);
     let revision_config_maps_in_use = pod_list.iter().flat_map(config_maps_mounted).collect();
@@ -170,7 +244,109 @@ pub async fn observe(client: &Client, names: &Names) -> Result<Observation, Erro
         admin_secret,
         ensemble,
         revision_config_maps_in_use,
+        credentials,
+        tls: tls_observed,
     })
+}
+
+/// The authority, member and client Secrets, and the user's authority if named.
+async fn observe_tls(secrets: &Api<Secret>, zk: &ZooKeeperCluster, names: &Names) -> Result<TlsObservation, Error> {
+    let ns = &names.namespace;
+    let get = |name: String| async move {
+        secrets
+            .get_opt(&name)
+            .await
+            .at(Stage::Observe, named::<Secret>(ns, &name))
+    };
+    let authority_secret = get(names.ca_secret()).await?;
+    let member_secret = get(names.tls_secret()).await?;
+    let mut client_secrets = BTreeMap::new();
+    for client in &zk.spec.tls.clients {
+        if let Some(secret) = get(names.client_secret(client)).await? {
+            client_secrets.insert(client.clone(), secret);
+        }
+    }
+    let user_authority = match &zk.spec.tls.ca_secret_name {
+        Some(name) => Some(match get(name.clone()).await? {
+            Some(secret) => tls::read_user_authority(&secret).map_err(|why| format!("{ns}/{name} {why}")),
+            None => Err(format!("{ns}/{name} does not exist")),
+        }),
+        None => None,
+    };
+    Ok(TlsObservation {
+        authority: authority_secret.as_ref().and_then(tls::read_authority),
+        member: member_secret.as_ref().and_then(tls::read_kept),
+        clients: client_secrets
+            .iter()
+            .filter_map(|(name, s)| Some((name.clone(), tls::read_kept(s)?)))
+            .collect(),
+        authority_secret,
+        member_secret,
+        client_secrets,
+        user_authority,
+        members_show: MembersShow::default(),
+        serving_current: (0, 0),
+    })
+}
+
+/// The operator's client certificate, minted from the signing authority.
+fn operator_identity(observed: &TlsObservation) -> Option<TlsIdentity> {
+    let authority = observed.authority.as_ref()?;
+    let signing = signing_material(observed, &authority.signing)?;
+    let issued = tls::operator_identity(&signing, std::time::SystemTime::now()).ok()?;
+    Some(TlsIdentity {
+        ca_bundle: authority.trusted.concat(),
+        cert_pem: issued.cert_pem,
+        key_pem: issued.key_pem,
+    })
+}
+
+/// An authority with its key: from its Secret, or, for a user's authority, from theirs.
+fn signing_material(observed: &TlsObservation, authority: &crate::pki::Issued) -> Option<crate::pki::Issued> {
+    if !authority.key_pem.is_empty() {
+        return Some(authority.clone());
+    }
+    match &observed.user_authority {
+        Some(Ok(user)) if tls::fingerprint(&user.cert_pem) == tls::fingerprint(&authority.cert_pem) => {
+            Some(user.clone())
+        }
+        _ => None,
+    }
+}
+
+/// What every member shows over TLS: the certificate it serves, and, during a rotation, whether
+/// it accepts a client certificate signed by the next authority.
+async fn check_members_tls(observed: &mut TlsObservation, client: &TlsClient, members: &[MemberObservation]) {
+    let current = observed
+        .member
+        .as_ref()
+        .and_then(|m| zk_agent::tls::pem_to_der(&m.cert_pem));
+    let next_client = observed.authority.as_ref().and_then(|a| {
+        let next = a.next.as_ref()?;
+        let next = signing_material(observed, next)?;
+        let issued = tls::operator_identity(&next, std::time::SystemTime::now()).ok()?;
+        TlsClient::from_pem(&a.trusted.concat(), &issued.cert_pem, &issued.key_pem).ok()
+    });
+    let checks = members.iter().filter(|m| m.state != MemberState::Missing).map(|m| {
+        let (client, next_client, host) = (client.clone(), next_client.clone(), m.host.clone());
+        tokio::task::spawn_blocking(move || {
+            let address = format!("{host}:{}", ports::SECURE_CLIENT);
+            let timeout = Duration::from_secs(2);
+            let served = client.served_certificate(&address, &host, timeout).ok();
+            let trusts_next = next_client.map(|c| c.served_certificate(&address, &host, timeout).is_ok());
+            (served, trusts_next)
+        })
+    });
+    let results: Vec<_> = futures::future::join_all(checks).await.into_iter().flatten().collect();
+    let serving_current = results
+        .iter()
+        .filter(|(served, _)| served.is_some() && *served == current)
+        .count();
+    observed.serving_current = (serving_current, results.len());
+    observed.members_show = MembersShow {
+        trust_next: !results.is_empty() && results.iter().all(|(_, next)| *next == Some(true)),
+        serve_current_certificate: !results.is_empty() && serving_current == results.len(),
+    };
 }
 
 /// Names of the ConfigMaps a pod mounts, directly or in a projected volume.
@@ -202,12 +378,21 @@ pub fn admin_password(secret: &Secret) -> Option<String> {
     Some(String::from_utf8_lossy(&password.0).into_owned())
 }
 
-/// Asks every running member `srvr`, at once.
-async fn probe_members(members: &mut [MemberObservation]) {
+/// Asks every running member `srvr`, at once: over TLS when the operator has a certificate,
+/// else (or if the member does not answer over TLS yet, during a migration) in plaintext.
+async fn probe_members(members: &mut [MemberObservation], tls: Option<&TlsClient>) {
     let probes = members.iter().map(|m| {
         let address = m.address.clone().filter(|_| m.state == MemberState::Running);
+        let host = m.host.clone();
+        let tls = tls.cloned();
         tokio::task::spawn_blocking(move || {
-            address.and_then(|a| zk_agent::probe::ready(&a, Duration::from_secs(2)).ok())
+            let address = address?;
+            let timeout = Duration::from_secs(2);
+            let secure = tls.and_then(|c| {
+                c.ready(&format!("{host}:{}", ports::SECURE_CLIENT), &host, timeout)
+                    .ok()
+            });
+            secure.or_else(|| zk_agent::probe::ready(&address, timeout).ok())
         })
     });
     let roles = futures::future::join_all(probes).await;
@@ -219,11 +404,17 @@ async fn probe_members(members: &mut [MemberObservation]) {
     }
 }
 
-/// Serving members' client addresses, the member with server id `avoid` last.
-pub fn serving_addresses(members: &[MemberObservation], avoid: Option<u64>) -> Vec<String> {
+/// Serving members, as the operator reaches them, the member with server id `avoid` last.
+pub fn serving_targets(members: &[MemberObservation], avoid: Option<u64>) -> Vec<Target> {
     let mut serving: Vec<&MemberObservation> = members.iter().filter(|m| m.serves()).collect();
     serving.sort_by_key(|m| Some(vocabulary::myid_for_ordinal(m.ordinal)) == avoid);
-    serving.iter().filter_map(|m| m.address.clone()).collect()
+    serving
+        .iter()
+        .map(|m| Target {
+            host: m.host.clone(),
+            plaintext: m.address.clone(),
+        })
+        .collect()
 }
 
 fn missing_member(names: &Names, ordinal: u32) -> MemberObservation {
@@ -235,6 +426,7 @@ fn missing_member(names: &Names, ordinal: u32) -> MemberObservation {
         state: view.state,
         up_to_date: true,
         address: None,
+        host: String::new(),
         down_since: None,
         cause: view.cause,
         restarts: 0,
@@ -325,6 +517,7 @@ pub fn member_from_pod(pod: &Pod, statefulset: &str, update_revision: Option<&st
         up_to_date: update_revision.is_some()
             && pod.labels().get("controller-revision-hash").map(String::as_str) == update_revision,
         address: status.pod_ip.map(|ip| format!("{ip}:{}", ports::CLIENT)),
+        host: String::new(),
         down_since: not_ready_since.or(created),
         cause: cause.map(|c| cut(&c)),
         restarts,
@@ -383,8 +576,27 @@ pub fn leftover_volumes(names: &Names, claims: &[PersistentVolumeClaim], replica
 }
 
 /// The planner's view of the cluster.
-pub fn cluster_view(zk: &ZooKeeperCluster, names: &Names, observation: &Observation, now: Timestamp) -> ClusterView {
+pub fn cluster_view(
+    zk: &ZooKeeperCluster,
+    names: &Names,
+    settings: &OperatorSettings,
+    observation: &Observation,
+    local_plaintext: bool,
+    now: Timestamp,
+) -> ClusterView {
     let statefulset_replicas = observation.statefulset_replicas().unwrap_or(0);
+    let wanted = crate::resources::membership(names, settings, statefulset_replicas.max(1), local_plaintext);
+    let outdated_lines = observation
+        .ensemble
+        .as_ref()
+        .map(|e| {
+            e.members
+                .iter()
+                .filter(|(id, committed)| wanted.member(**id).is_some_and(|m| !m.equivalent(committed)))
+                .map(|(id, _)| *id)
+                .collect()
+        })
+        .unwrap_or_default();
     ClusterView {
         statefulset: names.statefulset(),
         desired_replicas: u32::try_from(zk.spec.replicas).unwrap_or(1),
@@ -407,6 +619,7 @@ pub fn cluster_view(zk: &ZooKeeperCluster, names: &Names, observation: &Observat
         voters: observation.ensemble.as_ref().map(|e| e.voters.clone()),
         leftover_volumes: leftover_volumes(names, &observation.claims, statefulset_replicas),
         member_ready_timeout: Duration::from_secs(u64::from(zk.spec.rollout.member_ready_timeout_seconds)),
+        outdated_lines,
     }
 }
 

@@ -26,9 +26,9 @@ fn error(what: &str, e: rcgen::Error) -> String {
     format!("{what}: {e}")
 }
 
-fn time(at: SystemTime) -> rcgen::date_time::OffsetDateTime {
+fn time(at: SystemTime) -> time::OffsetDateTime {
     let seconds = at.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs() as i64;
-    rcgen::date_time::OffsetDateTime::from_unix_timestamp(seconds).unwrap_or(rcgen::date_time::OffsetDateTime::UNIX_EPOCH)
+    time::OffsetDateTime::from_unix_timestamp(seconds).unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
 }
 
 fn seconds(at: SystemTime) -> u64 {
@@ -99,8 +99,7 @@ pub fn issue(authority: &Issued, leaf: &Leaf, now: SystemTime, lifetime: Duratio
                 })
                 .collect::<Result<_, _>>()
                 .map_err(|e| error("a member name", e))?;
-            params.extended_key_usages =
-                vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
         }
         Leaf::Client { name: client } => {
             name.push(DnType::CommonName, client.clone());
@@ -137,11 +136,18 @@ mod tests {
         let now = SystemTime::now();
         let ca = new_authority("zk", now, Duration::from_secs(3600)).unwrap();
         assert!(ca.cert_pem.starts_with("-----BEGIN CERTIFICATE-----"));
-        assert!(ca.key_pem.starts_with("-----BEGIN PRIVATE KEY-----"), "PKCS#8, as ZooKeeper reads it");
+        assert!(
+            ca.key_pem.starts_with("-----BEGIN PRIVATE KEY-----"),
+            "PKCS#8, as ZooKeeper reads it"
+        );
         let member = issue(
             &ca,
             &Leaf::Member {
-                names: vec!["*.zk-headless.ns.svc.cluster.local".into(), "localhost".into(), "127.0.0.1".into()],
+                names: vec![
+                    "*.zk-headless.ns.svc.cluster.local".into(),
+                    "localhost".into(),
+                    "127.0.0.1".into(),
+                ],
             },
             now,
             Duration::from_secs(600),
@@ -149,7 +155,15 @@ mod tests {
         .unwrap();
         assert!(member.key_pem.starts_with("-----BEGIN PRIVATE KEY-----"));
         assert_eq!(member.not_after, seconds(now) + 600);
-        let client = issue(&ca, &Leaf::Client { name: OPERATOR_CN.into() }, now, Duration::from_secs(600)).unwrap();
+        let client = issue(
+            &ca,
+            &Leaf::Client {
+                name: OPERATOR_CN.into(),
+            },
+            now,
+            Duration::from_secs(600),
+        )
+        .unwrap();
         assert_ne!(client.cert_pem, member.cert_pem);
     }
 

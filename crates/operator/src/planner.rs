@@ -86,6 +86,9 @@ pub struct ClusterView {
     pub leftover_volumes: BTreeSet<u32>,
     /// A member that does not serve for this long stops the roll and is reported as stuck.
     pub member_ready_timeout: Duration,
+    /// Voters whose committed `server.N=` line differs from the one they should have (the
+    /// client address moves to 127.0.0.1 when TLS is fully on, and back when it is off).
+    pub outdated_lines: BTreeSet<u64>,
 }
 
 impl ClusterView {
@@ -144,6 +147,8 @@ pub enum Step {
     AddVoter { id: u64 },
     /// Remove this server id from the ensemble (dynamic reconfiguration).
     RemoveVoter { id: u64 },
+    /// Commit server `id`'s line as it should be now (dynamic reconfiguration; no restart).
+    UpdateMember { id: u64 },
     /// Resize the StatefulSet.
     SetReplicas(u32),
     /// Delete the volume a removed member left behind, so that it is added again empty.
@@ -294,10 +299,13 @@ pub fn plan(view: &ClusterView) -> Step {
     // any member is down, and says for how long and why.
     let outdated: Vec<&MemberView> = members.iter().filter(|m| !m.up_to_date).collect();
     if outdated.is_empty() {
-        return if down.is_empty() {
-            Step::Idle
-        } else {
-            Step::Wait(format!("waiting for members to serve: {}", view.describe_down(&down)))
+        if !down.is_empty() {
+            return Step::Wait(format!("waiting for members to serve: {}", view.describe_down(&down)));
+        }
+        // Once every member runs the current template: lines to commit anew, one at a time.
+        return match view.outdated_lines.iter().find(|id| voters.contains(id)) {
+            Some(&id) => Step::UpdateMember { id },
+            None => Step::Idle,
         };
     }
     if !down.is_empty() {
@@ -341,6 +349,8 @@ pub fn describe(view: &ClusterView, step: &Step) -> Option<(&'static str, String
             "ScaleDown"
         } else if view.members.iter().any(|m| !m.up_to_date) {
             "RollingRestart"
+        } else if !view.outdated_lines.is_empty() {
+            "Reconfiguring"
         } else {
             return None;
         };
@@ -349,6 +359,7 @@ pub fn describe(view: &ClusterView, step: &Step) -> Option<(&'static str, String
         Step::Restart { ordinal, reason } => format!("restarting {}: {reason}", view.pod(*ordinal)),
         Step::AddVoter { id } => format!("adding server.{id} to the ensemble's voters"),
         Step::RemoveVoter { id } => format!("removing server.{id} from the ensemble"),
+        Step::UpdateMember { id } => format!("committing server.{id}'s line as it should be now"),
         Step::SetReplicas(n) => format!("resizing the StatefulSet to {n} members"),
         Step::DeleteVolume { ordinal } => format!("deleting the volume {} left behind", view.pod(*ordinal)),
         Step::Idle => return None,
@@ -384,7 +395,26 @@ mod tests {
             voters: Some(voters.iter().copied().collect()),
             leftover_volumes: BTreeSet::new(),
             member_ready_timeout: Duration::from_secs(180),
+            outdated_lines: BTreeSet::new(),
         }
+    }
+
+    #[test]
+    fn lines_are_updated_one_at_a_time_once_the_roll_is_done() {
+        use Role::*;
+        let members = vec![
+            member(0, true, Some(Leader)),
+            member(1, true, Some(Follower)),
+            member(2, true, Some(Follower)),
+        ];
+        let mut v = view(3, 3, members, &[1, 2, 3]);
+        v.outdated_lines = [2, 3].into();
+        assert_eq!(plan(&v), Step::UpdateMember { id: 2 });
+        v.members[2].up_to_date = false;
+        assert!(matches!(plan(&v), Step::Restart { ordinal: 2, .. }), "the roll first");
+        v.members[2].up_to_date = true;
+        v.members[1].state = MemberState::Running;
+        assert!(matches!(plan(&v), Step::Wait(_)), "not while a member is down");
     }
 
     #[test]
@@ -620,32 +650,36 @@ mod tests {
             prop::collection::vec((any::<bool>(), state, 0u64..400), 1..=8),
             prop::option::weighted(0.9, prop::collection::btree_set(1u64..=8, 1..=7)),
             prop::collection::btree_set(0u32..=8, 0..=3),
+            prop::collection::btree_set(1u64..=8, 0..=2),
         )
-            .prop_map(|(desired, sts, members, voters, leftover_volumes)| ClusterView {
-                statefulset: "zk".into(),
-                desired_replicas: desired,
-                statefulset_replicas: sts,
-                members: members
-                    .into_iter()
-                    .enumerate()
-                    .filter_map(|(i, (up_to_date, state, down))| {
-                        Some(MemberView {
-                            ordinal: i as u32,
-                            up_to_date,
-                            down_for: Duration::from_secs(if matches!(state, Some(MemberState::Serving(_))) {
-                                0
-                            } else {
-                                down
-                            }),
-                            state: state?,
-                            cause: None,
+            .prop_map(
+                |(desired, sts, members, voters, leftover_volumes, outdated_lines)| ClusterView {
+                    statefulset: "zk".into(),
+                    desired_replicas: desired,
+                    statefulset_replicas: sts,
+                    members: members
+                        .into_iter()
+                        .enumerate()
+                        .filter_map(|(i, (up_to_date, state, down))| {
+                            Some(MemberView {
+                                ordinal: i as u32,
+                                up_to_date,
+                                down_for: Duration::from_secs(if matches!(state, Some(MemberState::Serving(_))) {
+                                    0
+                                } else {
+                                    down
+                                }),
+                                state: state?,
+                                cause: None,
+                            })
                         })
-                    })
-                    .collect(),
-                voters,
-                leftover_volumes,
-                member_ready_timeout: Duration::from_secs(180),
-            })
+                        .collect(),
+                    voters,
+                    leftover_volumes,
+                    member_ready_timeout: Duration::from_secs(180),
+                    outdated_lines,
+                },
+            )
     }
 
     proptest! {
@@ -682,6 +716,15 @@ mod tests {
                 if matches!(step, Step::AddVoter { .. }) {
                     prop_assert!(serving.contains(&id), "server.{id} votes before it synced: {view:?}");
                 }
+            }
+        }
+
+        #[test]
+        fn lines_change_only_with_a_serving_quorum_and_nobody_down(view in arbitrary_view()) {
+            if let Step::UpdateMember { id } = plan(&view) {
+                let voters = view.voters.clone().unwrap();
+                prop_assert!(voters.contains(&id), "server.{id} is not a voter: {view:?}");
+                prop_assert!(view.members_by_ordinal().iter().all(|m| m.serves() && m.up_to_date), "a member is down or outdated: {view:?}");
             }
         }
 

@@ -9,11 +9,16 @@ use kube::{Resource, ResourceExt};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
+use vocabulary::tls::Phase;
 use zk_agent::guard::EnsembleState;
 use zk_agent::members::{Membership, PeerDomain};
 use zkop_api::{AntiAffinity, ZooKeeperCluster, RESTART_ANNOTATION};
 
 use vocabulary::ports;
+
+/// On the StatefulSet: a hash of its pod template as the operator wrote it, to tell whether a
+/// reconcile changed it (the API server fills in defaults, so the templates themselves differ).
+pub const TEMPLATE_HASH_ANNOTATION: &str = "zookeeper.zkop.io/template-hash";
 
 /// Labels the revision ConfigMaps, which hold the configuration each StatefulSet revision runs.
 pub const CONFIG_REVISION_LABEL: &str = "zookeeper.zkop.io/config-revision";
@@ -59,6 +64,18 @@ impl Names {
     /// The super user's password and digest, with which the operator reconfigures the ensemble.
     pub fn admin_secret(&self) -> String {
         format!("{}-admin", self.cluster)
+    }
+    /// The certificate authority: signing key and the authorities members trust.
+    pub fn ca_secret(&self) -> String {
+        format!("{}-ca", self.cluster)
+    }
+    /// The member certificate, key and trusted authorities, mounted into every member.
+    pub fn tls_secret(&self) -> String {
+        format!("{}-tls", self.cluster)
+    }
+    /// An application's client certificate.
+    pub fn client_secret(&self, client: &str) -> String {
+        format!("{}-client-{client}", self.cluster)
     }
     /// PersistentVolumeClaims are named `<claim template>-<pod>`: `data-<cluster>-<ordinal>`.
     pub fn claim_prefix(&self) -> String {
@@ -123,10 +140,11 @@ pub struct Inputs<'a> {
     /// Members the StatefulSet runs: spec.replicas for a new ensemble, then changed one member
     /// at a time by the planner.
     pub statefulset_replicas: i32,
+    /// The TLS step the members' template is at.
+    pub tls_phase: Phase,
 }
 
 pub fn desired(zk: &ZooKeeperCluster, settings: &OperatorSettings, inputs: Inputs<'_>) -> Desired {
-    let client_port = i32::from(ports::CLIENT);
     let names = Names::of(zk);
     let owner = owner_reference(zk);
     let meta = |name: String| {
@@ -138,11 +156,17 @@ pub fn desired(zk: &ZooKeeperCluster, settings: &OperatorSettings, inputs: Input
         })
     };
     let selector = names.selector_labels();
-    let peer_ports = json!([
-        {"name": "client", "port": ports::CLIENT, "targetPort": "client"},
-        {"name": "quorum", "port": ports::QUORUM, "targetPort": "quorum"},
-        {"name": "election", "port": ports::ELECTION, "targetPort": "election"},
-    ]);
+    let phase = inputs.tls_phase;
+    let mut client_ports = Vec::new();
+    if !phase.local_plaintext() {
+        client_ports.push(json!({"name": "client", "port": ports::CLIENT, "targetPort": "client"}));
+    }
+    if phase.secure_clients() {
+        client_ports.push(json!({"name": "client-tls", "port": ports::SECURE_CLIENT, "targetPort": "client-tls"}));
+    }
+    let mut peer_ports = client_ports.clone();
+    peer_ports.push(json!({"name": "quorum", "port": ports::QUORUM, "targetPort": "quorum"}));
+    peer_ports.push(json!({"name": "election", "port": ports::ELECTION, "targetPort": "election"}));
     let revision_name = names.revision_config_map(&config_hash(zk));
     let mut revision_meta = meta(revision_name.clone());
     revision_meta["labels"][CONFIG_REVISION_LABEL] = json!("true");
@@ -169,7 +193,7 @@ pub fn desired(zk: &ZooKeeperCluster, settings: &OperatorSettings, inputs: Input
             "spec": {
                 "type": "ClusterIP",
                 "selector": selector,
-                "ports": [{"name": "client", "port": client_port, "targetPort": "client"}],
+                "ports": client_ports,
             },
         })),
         config_map: typed(json!({
@@ -220,12 +244,13 @@ fn network_policy_spec(zk: &ZooKeeperCluster, names: &Names, settings: &Operator
         "podSelector": {"matchLabels": {OPERATOR_POD_LABEL.0: OPERATOR_POD_LABEL.1}},
     });
     let port = |port: u16| json!({"protocol": "TCP", "port": port});
+    let client_ports = [port(ports::CLIENT), port(ports::SECURE_CLIENT)];
     let mut ingress = vec![
-        json!({"from": [members], "ports": [port(ports::CLIENT), port(ports::QUORUM), port(ports::ELECTION)]}),
-        json!({"from": [operator], "ports": [port(ports::CLIENT)]}),
+        json!({"from": [members], "ports": [port(ports::CLIENT), port(ports::SECURE_CLIENT), port(ports::QUORUM), port(ports::ELECTION)]}),
+        json!({"from": [operator], "ports": client_ports}),
     ];
     if !zk.spec.access.clients.is_empty() {
-        ingress.push(json!({"from": zk.spec.access.clients, "ports": [port(ports::CLIENT)]}));
+        ingress.push(json!({"from": zk.spec.access.clients, "ports": client_ports}));
     }
     if !zk.spec.access.metrics.is_empty() {
         ingress.push(json!({"from": zk.spec.access.metrics, "ports": [port(ports::METRICS)]}));
@@ -237,18 +262,28 @@ fn network_policy_spec(zk: &ZooKeeperCluster, names: &Names, settings: &Operator
     })
 }
 
-fn config_map_data(names: &Names, settings: &OperatorSettings, inputs: Inputs<'_>) -> BTreeMap<String, String> {
+/// The members of a StatefulSet of `replicas`; with TLS fully on, each serves plaintext
+/// clients on 127.0.0.1 only.
+pub fn membership(names: &Names, settings: &OperatorSettings, replicas: u32, local_plaintext: bool) -> Membership {
     let domain = PeerDomain {
         service: names.headless_service(),
         namespace: names.namespace.clone(),
         cluster_domain: settings.cluster_domain.clone(),
     };
+    let mut membership = Membership::from_statefulset(&names.statefulset(), replicas, &domain);
+    if local_plaintext {
+        for member in &mut membership.members {
+            member.client_address = Some("127.0.0.1".into());
+        }
+    }
+    membership
+}
+
+fn config_map_data(names: &Names, settings: &OperatorSettings, inputs: Inputs<'_>) -> BTreeMap<String, String> {
     let replicas = u32::try_from(inputs.statefulset_replicas.max(1)).unwrap_or(1);
+    let members = membership(names, settings, replicas, inputs.tls_phase.local_plaintext());
     BTreeMap::from([
-        (
-            MEMBERS_KEY.to_string(),
-            Membership::from_statefulset(&names.statefulset(), replicas, &domain).render(),
-        ),
+        (MEMBERS_KEY.to_string(), members.render()),
         (
             ENSEMBLE_STATE_KEY.to_string(),
             match inputs.ensemble_state {
@@ -329,13 +364,83 @@ fn statefulset(
         {"name": "ZK_HEADLESS_SERVICE", "value": names.headless_service()},
         {"name": "ZK_CLUSTER_DOMAIN", "value": settings.cluster_domain},
         {"name": "ZK_JVM_OPTS", "value": spec.jvm_options.join(" ")},
-        {"name": "ZK_SUPER_DIGEST", "valueFrom": {"secretKeyRef": {"name": names.admin_secret(), "key": ADMIN_DIGEST_KEY}}},
+        {"name": "ZK_TLS_PHASE", "value": inputs.tls_phase.as_str()},
+        {"name": "ZK_ENFORCE_AUTHENTICATION", "value": (spec.tls.enforce_authentication && inputs.tls_phase.secure_clients()).to_string()},
     ]);
+    let mut env = env;
+    if !inputs.tls_phase.local_plaintext() {
+        // The super user's password, until TLS is fully on: then the operator authenticates by
+        // its certificate and no password crosses the network.
+        env.as_array_mut().expect("env is a list").push(
+            json!({"name": "ZK_SUPER_DIGEST", "valueFrom": {"secretKeyRef": {"name": names.admin_secret(), "key": ADMIN_DIGEST_KEY}}}),
+        );
+    }
+    let secure = inputs.tls_phase.secure_clients();
+    let container_security = json!({
+        "allowPrivilegeEscalation": false,
+        "readOnlyRootFilesystem": true,
+        "capabilities": {"drop": ["ALL"]},
+    });
+    let mut mounts = vec![
+        json!({"name": "data", "mountPath": "/data"}),
+        json!({"name": "config", "mountPath": "/etc/zookeeper", "readOnly": true}),
+        json!({"name": "tmp", "mountPath": "/tmp"}),
+    ];
+    let tls_mounts = [
+        json!({"name": "tls-secret", "mountPath": vocabulary::tls::SECRET_DIR, "readOnly": true}),
+        json!({"name": "tls", "mountPath": vocabulary::tls::LIVE_DIR}),
+    ];
+    let mut volumes = vec![
+        json!({"name": "config", "projected": {"sources": [
+            {"configMap": {"name": names.config_map(), "items": [{"key": MEMBERS_KEY, "path": MEMBERS_KEY}]}},
+            {"configMap": {"name": revision_config_map, "items": [{"key": OVERRIDES_KEY, "path": OVERRIDES_KEY}]}},
+        ]}}),
+        json!({"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}),
+    ];
+    let mut container_ports = vec![
+        json!({"name": "client", "containerPort": ports::CLIENT}),
+        json!({"name": "quorum", "containerPort": ports::QUORUM}),
+        json!({"name": "election", "containerPort": ports::ELECTION}),
+        json!({"name": "metrics", "containerPort": ports::METRICS}),
+    ];
+    let mut sidecars = Vec::new();
+    if secure {
+        mounts.extend(tls_mounts.clone());
+        volumes.push(json!({"name": "tls-secret", "secret": {"secretName": names.tls_secret(), "defaultMode": 0o440}}));
+        volumes.push(json!({"name": "tls", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}}));
+        container_ports.push(json!({"name": "client-tls", "containerPort": ports::SECURE_CLIENT}));
+        // Hands renewed certificates to ZooKeeper (write-then-rename), so it reloads them.
+        sidecars.push(json!({
+            "name": "tls-sync",
+            "image": spec.image(),
+            "imagePullPolicy": spec.image_pull_policy.clone().unwrap_or_else(|| "IfNotPresent".into()),
+            "args": ["sync-tls"],
+            "resources": {"requests": {"cpu": "5m", "memory": "8Mi"}, "limits": {"memory": "32Mi"}},
+            "securityContext": container_security,
+            "volumeMounts": tls_mounts,
+        }));
+    }
+    let mut containers = vec![json!({
+        "name": "zookeeper",
+        "image": spec.image(),
+        "imagePullPolicy": spec.image_pull_policy.clone().unwrap_or_else(|| "IfNotPresent".into()),
+        "args": ["run"],
+        "env": env,
+        "ports": container_ports,
+        "readinessProbe": probe("ready", 5, 2),
+        "livenessProbe": probe("live", 10, 6),
+        // The agent may wait for DNS and a member may sync a large snapshot.
+        "startupProbe": probe("live", 5, 120),
+        "resources": spec.resources,
+        "securityContext": container_security,
+        "volumeMounts": mounts,
+    })];
+    containers.extend(sidecars);
     let mut template_annotations = BTreeMap::new();
     if let Some(requested) = zk.annotations().get(RESTART_ANNOTATION) {
         template_annotations.insert(RESTART_ANNOTATION.to_string(), requested.clone());
     }
-    typed(json!({
+    let mut statefulset: StatefulSet = typed(json!({
         "apiVersion": "apps/v1", "kind": "StatefulSet",
         "metadata": metadata,
         "spec": {
@@ -369,46 +474,53 @@ fn statefulset(
                     "topologySpreadConstraints": topology_spread,
                     "nodeSelector": spec.placement.node_selector,
                     "tolerations": spec.placement.tolerations,
-                    "containers": [{
-                        "name": "zookeeper",
-                        "image": spec.image(),
-                        "imagePullPolicy": spec.image_pull_policy.clone().unwrap_or_else(|| "IfNotPresent".into()),
-                        "args": ["run"],
-                        "env": env,
-                        "ports": [
-                            {"name": "client", "containerPort": ports::CLIENT},
-                            {"name": "quorum", "containerPort": ports::QUORUM},
-                            {"name": "election", "containerPort": ports::ELECTION},
-                            {"name": "metrics", "containerPort": ports::METRICS},
-                        ],
-                        "readinessProbe": probe("ready", 5, 2),
-                        "livenessProbe": probe("live", 10, 6),
-                        // The agent may wait for DNS and a member may sync a large snapshot.
-                        "startupProbe": probe("live", 5, 120),
-                        "resources": spec.resources,
-                        "securityContext": {
-                            "allowPrivilegeEscalation": false,
-                            "readOnlyRootFilesystem": true,
-                            "capabilities": {"drop": ["ALL"]},
-                        },
-                        "volumeMounts": [
-                            {"name": "data", "mountPath": "/data"},
-                            {"name": "config", "mountPath": "/etc/zookeeper", "readOnly": true},
-                            {"name": "tmp", "mountPath": "/tmp"},
-                        ],
-                    }],
-                    "volumes": [
-                        {"name": "config", "projected": {"sources": [
-                            {"configMap": {"name": names.config_map(), "items": [{"key": MEMBERS_KEY, "path": MEMBERS_KEY}]}},
-                            {"configMap": {"name": revision_config_map, "items": [{"key": OVERRIDES_KEY, "path": OVERRIDES_KEY}]}},
-                        ]}},
-                        {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
-                    ],
+                    "containers": containers,
+                    "volumes": volumes,
                 },
             },
             "volumeClaimTemplates": claim_templates,
         },
-    }))
+    }));
+    let template = serde_json::to_vec(&statefulset.spec.as_ref().map(|s| &s.template)).unwrap_or_default();
+    let hash: String = Sha256::digest(&template)
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    statefulset
+        .metadata
+        .annotations
+        .get_or_insert_with(BTreeMap::new)
+        .insert(TEMPLATE_HASH_ANNOTATION.to_string(), hash);
+    statefulset
+}
+
+/// The TLS Secrets to write: the authority's (always: it carries the rotation's state), the
+/// member certificate's and the clients' when they were issued anew.
+pub fn tls_secrets(zk: &ZooKeeperCluster, names: &Names, plan: &crate::tls::TlsPlan) -> Vec<Secret> {
+    let secret =
+        |name: String, data: &BTreeMap<String, k8s_openapi::ByteString>, annotations: &BTreeMap<String, String>| {
+            let mut secret: Secret = typed(json!({
+                "apiVersion": "v1", "kind": "Secret",
+                "metadata": {
+                    "name": name, "namespace": names.namespace,
+                    "labels": names.labels(), "ownerReferences": [owner_reference(zk)],
+                    "annotations": annotations,
+                },
+                "type": "Opaque",
+            }));
+            secret.data = Some(data.clone());
+            secret
+        };
+    let (data, annotations) = crate::tls::authority_secret(&plan.authority);
+    let mut secrets = vec![secret(names.ca_secret(), &data, &annotations)];
+    if let Some((data, annotations)) = &plan.member {
+        secrets.push(secret(names.tls_secret(), data, annotations));
+    }
+    for (client, (data, annotations)) in &plan.clients {
+        secrets.push(secret(names.client_secret(client), data, annotations));
+    }
+    secrets
 }
 
 /// The Secret with the super user's password (for the operator) and digest (for the servers).
@@ -488,6 +600,7 @@ mod tests {
             ensemble_state: state,
             existing_claim_templates: None,
             statefulset_replicas: zk.spec.replicas,
+            tls_phase: Phase::Tls,
         }
     }
 
@@ -699,15 +812,19 @@ mod tests {
         assert_eq!(rules.len(), 4);
         assert_eq!(
             ports(0).len(),
-            3,
-            "members reach each other on client, quorum and election ports"
+            4,
+            "members reach each other on both client ports, quorum and election ports"
         );
         let from_operator = serde_json::to_value(&rules[1].from).unwrap();
         assert_eq!(
             from_operator[0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
             "zkop-system"
         );
-        assert_eq!(ports(1), vec!["Int(2181)"], "the operator: the client port only");
+        assert_eq!(
+            ports(1),
+            vec!["Int(2181)", "Int(2182)"],
+            "the operator: the client ports only"
+        );
         assert_eq!(
             serde_json::to_value(&rules[2].from).unwrap(),
             json!([{"podSelector": {}}]),

@@ -62,12 +62,16 @@ pub struct Operation {
 
 /// What status is computed from.
 pub struct StatusInputs<'a> {
+    /// This reconcile gave the StatefulSet a new pod template: a roll is starting, whatever
+    /// the members observed before it show.
+    pub template_changed: bool,
     pub members: &'a [MemberObservation],
     pub statefulset: Option<&'a StatefulSetObservation>,
     pub operation: Option<&'a Operation>,
     /// Pods of members that have not served for longer than the rollout's timeout.
     pub stuck: &'a [String],
     pub ensemble_state: EnsembleState,
+    pub tls: Option<zkop_api::TlsStatus>,
     pub selector: String,
     pub now: Time,
 }
@@ -116,6 +120,12 @@ pub fn compute(zk: &ZooKeeperCluster, inputs: StatusInputs<'_>) -> ZooKeeperClus
     };
     let progressing = if inputs.statefulset.is_none() {
         (true, "Creating", "creating the ensemble's resources".to_string())
+    } else if inputs.template_changed {
+        (
+            true,
+            "RollingOut",
+            "the members' template changed: restarting them one at a time".to_string(),
+        )
     } else if let Some(op) = inputs.operation {
         if inputs.stuck.is_empty() {
             (true, op.kind.as_str(), op.step.clone())
@@ -212,6 +222,7 @@ pub fn compute(zk: &ZooKeeperCluster, inputs: StatusInputs<'_>) -> ZooKeeperClus
         operation_step: inputs.operation.map(|o| o.step.clone()),
         message: Some(message),
         ensemble_state: Some(state_name(inputs.ensemble_state).to_string()),
+        tls: inputs.tls,
     }
 }
 
@@ -293,6 +304,7 @@ mod tests {
             state: serving.map_or(MemberState::Running, MemberState::Serving),
             up_to_date: true,
             address: None,
+            host: format!("zk-{ordinal}.zk-headless.ns.svc.cluster.local"),
             down_since: None,
             cause: None,
             restarts: 0,
@@ -313,11 +325,13 @@ mod tests {
 
     fn inputs<'a>(members: &'a [MemberObservation], sts: &'a StatefulSetObservation, now: Time) -> StatusInputs<'a> {
         StatusInputs {
+            template_changed: false,
             members,
             statefulset: Some(sts),
             operation: None,
             stuck: &[],
             ensemble_state: EnsembleState::Existing,
+            tls: None,
             selector: "sel".into(),
             now,
         }

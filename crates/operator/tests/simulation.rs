@@ -282,6 +282,7 @@ impl Model {
                     .filter(|o| *o >= self.sts_replicas)
                     .collect(),
                 member_ready_timeout: MEMBER_READY_TIMEOUT,
+                outdated_lines: BTreeSet::new(),
             },
             uids: self.pods.iter().map(|(o, p)| (*o, p.uid)).collect(),
         }
@@ -388,7 +389,7 @@ impl Model {
                 self.volumes.remove(ordinal);
                 self.synced.remove(ordinal);
             }
-            Step::Wait(_) | Step::Idle => {}
+            Step::UpdateMember { .. } | Step::Wait(_) | Step::Idle => {}
         }
         self.elect();
     }

@@ -6,7 +6,10 @@ use std::fmt;
 
 /// The ports of a member. Peers use quorum and election; clients the client port.
 pub mod ports {
+    /// Plaintext clients; with TLS on it listens on 127.0.0.1 only (probes, tools in the pod).
     pub const CLIENT: u16 = 2181;
+    /// TLS clients (mutual TLS).
+    pub const SECURE_CLIENT: u16 = 2182;
     pub const QUORUM: u16 = 2888;
     pub const ELECTION: u16 = 3888;
     pub const METRICS: u16 = 7000;
@@ -71,6 +74,75 @@ impl VotingRole {
         match self {
             VotingRole::Participant => "participant",
             VotingRole::Observer => "observer",
+        }
+    }
+}
+
+/// TLS: where the files are, who the super user is, and the steps from plaintext to TLS.
+pub mod tls {
+    /// The operator's Secret, mounted read-only: `tls.crt`, `tls.key` (PKCS#8), `ca.crt`.
+    pub const SECRET_DIR: &str = "/etc/zookeeper-tls";
+    pub const CERT_FILE: &str = "tls.crt";
+    pub const KEY_FILE: &str = "tls.key";
+    pub const CA_FILE: &str = "ca.crt";
+    /// Where zk-agent puts the files ZooKeeper reads, each replaced by write-then-rename so that
+    /// ZooKeeper's certificate reload notices (it misses Kubernetes' symlink swap of a Secret).
+    pub const LIVE_DIR: &str = "/tls";
+    /// Key and certificate chain in one PEM file, as ZooKeeper's PEM key store reads it.
+    pub const KEY_STORE: &str = "member.pem";
+    pub const TRUST_STORE: &str = "ca.pem";
+    /// The common name of the operator's client certificate, ZooKeeper's x509 super user.
+    pub const OPERATOR_CN: &str = "zookeeper-operator";
+
+    /// The admin guide's steps from a plaintext ensemble to TLS, each a rolling restart.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+    pub enum Phase {
+        /// No TLS.
+        Plaintext,
+        /// The TLS client port is on; peers accept TLS and plaintext (port unification) but
+        /// still connect in plaintext.
+        Unified,
+        /// Peers connect over TLS and still accept plaintext.
+        QuorumTls,
+        /// TLS only between peers; plaintext clients only on 127.0.0.1.
+        Tls,
+    }
+
+    impl Phase {
+        pub const ALL: [Phase; 4] = [Phase::Plaintext, Phase::Unified, Phase::QuorumTls, Phase::Tls];
+
+        pub fn as_str(self) -> &'static str {
+            match self {
+                Phase::Plaintext => "plaintext",
+                Phase::Unified => "unified",
+                Phase::QuorumTls => "quorum-tls",
+                Phase::Tls => "tls",
+            }
+        }
+
+        pub fn parse(text: &str) -> Option<Phase> {
+            Phase::ALL.into_iter().find(|p| p.as_str() == text)
+        }
+
+        /// The next step toward `target`, one at a time in either direction.
+        pub fn toward(self, target: Phase) -> Phase {
+            let here = Phase::ALL.iter().position(|p| *p == self).unwrap_or(0);
+            let there = Phase::ALL.iter().position(|p| *p == target).unwrap_or(0);
+            match here.cmp(&there) {
+                std::cmp::Ordering::Less => Phase::ALL[here + 1],
+                std::cmp::Ordering::Greater => Phase::ALL[here - 1],
+                std::cmp::Ordering::Equal => self,
+            }
+        }
+
+        /// Members serve TLS clients on the secure port.
+        pub fn secure_clients(self) -> bool {
+            self != Phase::Plaintext
+        }
+
+        /// The plaintext client port listens on 127.0.0.1 only.
+        pub fn local_plaintext(self) -> bool {
+            self == Phase::Tls
         }
     }
 }
@@ -409,6 +481,19 @@ mod tests {
         assert!(jvm::check("-Dzookeeper.db.autocreate=true")
             .unwrap_err()
             .contains("lost-disk guard"));
+    }
+
+    #[test]
+    fn tls_phases_move_one_step_at_a_time() {
+        use tls::Phase::*;
+        assert_eq!(Plaintext.toward(Tls), Unified);
+        assert_eq!(Unified.toward(Tls), QuorumTls);
+        assert_eq!(QuorumTls.toward(Tls), Tls);
+        assert_eq!(Tls.toward(Tls), Tls);
+        assert_eq!(Tls.toward(Plaintext), QuorumTls);
+        for phase in tls::Phase::ALL {
+            assert_eq!(tls::Phase::parse(phase.as_str()), Some(phase));
+        }
     }
 
     #[test]

@@ -4,6 +4,7 @@ use crate::AgentError;
 use std::path::{Path, PathBuf};
 
 use vocabulary::config::{OWNED_KEYS, OWNED_PREFIXES};
+use vocabulary::tls::Phase;
 
 /// Four-letter words the probes and the operator rely on; a user whitelist is extended with them.
 pub const REQUIRED_FOUR_LETTER_WORDS: &[&str] = &["srvr", "mntr", "ruok"];
@@ -81,6 +82,26 @@ pub struct StaticConfig {
     pub bind_address: String,
     pub metrics_port: u16,
     pub overrides: Overrides,
+    pub tls: TlsConfig,
+}
+
+/// TLS settings: the migration phase and where the key and trust stores are.
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    pub phase: Phase,
+    pub live_dir: PathBuf,
+    /// Refuse sessions that did not authenticate (plaintext ones, on 127.0.0.1).
+    pub enforce_authentication: bool,
+}
+
+impl TlsConfig {
+    pub fn plaintext() -> TlsConfig {
+        TlsConfig {
+            phase: Phase::Plaintext,
+            live_dir: PathBuf::from(vocabulary::tls::LIVE_DIR),
+            enforce_authentication: false,
+        }
+    }
 }
 
 impl StaticConfig {
@@ -112,7 +133,52 @@ impl StaticConfig {
         line("metricsProvider.httpHost", &self.bind_address);
         line("metricsProvider.httpPort", &self.metrics_port.to_string());
         line("dynamicConfigFile", &path_text(&self.dynamic_config_file));
+        for (key, value) in self.tls.lines() {
+            line(key, &value);
+        }
         out
+    }
+}
+
+impl TlsConfig {
+    /// The TLS settings of this phase (see `vocabulary::tls::Phase`): mutual TLS on the secure
+    /// client port with x509 identities, PEM stores reloaded when zk-agent replaces them, and
+    /// between peers the admin guide's steps (unification, TLS, TLS only).
+    fn lines(&self) -> Vec<(&'static str, String)> {
+        if !self.phase.secure_clients() {
+            return Vec::new();
+        }
+        let key_store = path_text(&self.live_dir.join(vocabulary::tls::KEY_STORE));
+        let trust_store = path_text(&self.live_dir.join(vocabulary::tls::TRUST_STORE));
+        let mut lines = vec![
+            (
+                "serverCnxnFactory",
+                "org.apache.zookeeper.server.NettyServerCnxnFactory".to_string(),
+            ),
+            ("secureClientPort", vocabulary::ports::SECURE_CLIENT.to_string()),
+            ("ssl.keyStore.location", key_store.clone()),
+            ("ssl.keyStore.type", "PEM".into()),
+            ("ssl.trustStore.location", trust_store.clone()),
+            ("ssl.trustStore.type", "PEM".into()),
+            ("ssl.clientAuth", "need".into()),
+            ("client.certReload", "true".into()),
+            (
+                "authProvider.x509",
+                "org.apache.zookeeper.server.auth.X509AuthenticationProvider".into(),
+            ),
+            ("ssl.quorum.keyStore.location", key_store),
+            ("ssl.quorum.keyStore.type", "PEM".into()),
+            ("ssl.quorum.trustStore.location", trust_store),
+            ("ssl.quorum.trustStore.type", "PEM".into()),
+            ("sslQuorumReloadCertFiles", "true".into()),
+            ("sslQuorum", (self.phase >= Phase::QuorumTls).to_string()),
+            ("portUnification", (self.phase < Phase::Tls).to_string()),
+        ];
+        if self.enforce_authentication {
+            lines.push(("enforce.auth.enabled", "true".into()));
+            lines.push(("enforce.auth.schemes", "x509,digest".into()));
+        }
+        lines
     }
 }
 
@@ -198,7 +264,45 @@ mod tests {
             bind_address: "0.0.0.0".into(),
             metrics_port: 7000,
             overrides: Overrides::parse(overrides, "overrides").unwrap(),
+            tls: TlsConfig::plaintext(),
         }
+    }
+
+    #[test]
+    fn tls_settings_follow_the_migration_phase() {
+        let mut cfg = config("");
+        assert!(!cfg.render().contains("ssl"), "no TLS in plaintext");
+        let text = |cfg: &StaticConfig| cfg.render();
+        for (phase, ssl_quorum, unification) in [
+            (Phase::Unified, "false", "true"),
+            (Phase::QuorumTls, "true", "true"),
+            (Phase::Tls, "true", "false"),
+        ] {
+            cfg.tls = TlsConfig {
+                phase,
+                live_dir: "/tls".into(),
+                enforce_authentication: false,
+            };
+            let rendered = text(&cfg);
+            for expected in [
+                "secureClientPort=2182\n".to_string(),
+                "ssl.keyStore.location=/tls/member.pem\n".into(),
+                "ssl.keyStore.type=PEM\n".into(),
+                "ssl.clientAuth=need\n".into(),
+                "client.certReload=true\n".into(),
+                "sslQuorumReloadCertFiles=true\n".into(),
+                format!("sslQuorum={ssl_quorum}\n"),
+                format!("portUnification={unification}\n"),
+            ] {
+                assert!(
+                    rendered.contains(&expected),
+                    "{phase:?}: missing {expected:?} in\n{rendered}"
+                );
+            }
+            assert!(!rendered.contains("enforce.auth"));
+        }
+        cfg.tls.enforce_authentication = true;
+        assert!(cfg.render().contains("enforce.auth.enabled=true\n"));
     }
 
     #[test]

@@ -53,6 +53,8 @@ pub struct JavaCommand {
     pub config_file: PathBuf,
     /// `super:<base64 sha1>` digest of the super user the operator authenticates as (for reconfiguration).
     pub super_digest: Option<String>,
+    /// The x509 subject of the super user (the operator's client certificate), with TLS on.
+    pub x509_super_user: Option<String>,
 }
 
 impl JavaCommand {
@@ -74,6 +76,9 @@ impl JavaCommand {
         ]);
         if let Some(digest) = &self.super_digest {
             args.push(format!("-Dzookeeper.DigestAuthenticationProvider.superDigest={digest}"));
+        }
+        if let Some(subject) = &self.x509_super_user {
+            args.push(format!("-Dzookeeper.X509AuthenticationProvider.superUser={subject}"));
         }
         args.extend([
             "-cp".to_string(),
@@ -132,6 +137,7 @@ mod tests {
             memory_limit_bytes: Some(1 << 30),
             config_file: "/data/conf/zoo.cfg".into(),
             super_digest: Some("super:abc=".into()),
+            x509_super_user: Some("CN=zookeeper-operator".into()),
         };
         let args = cmd.args();
         assert_eq!(args[0], "-Xmx512m");

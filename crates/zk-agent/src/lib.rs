@@ -10,6 +10,7 @@ pub mod jvm;
 pub mod members;
 pub mod probe;
 pub mod start;
+pub mod tls;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {

@@ -28,6 +28,22 @@ enum Command {
     Myid(IdentityArgs),
     /// Answer a kubelet probe: exit 0 when healthy, 1 with the reason otherwise.
     Probe(ProbeArgs),
+    /// Keep ZooKeeper's TLS stores up to date with the mounted Secret (a sidecar), replacing
+    /// each file by write-then-rename so that ZooKeeper reloads it without a restart.
+    SyncTls(TlsArgs),
+}
+
+#[derive(Args)]
+struct TlsArgs {
+    /// Where the operator's TLS Secret is mounted.
+    #[arg(long, env = "ZK_TLS_SECRET_DIR", default_value = vocabulary::tls::SECRET_DIR)]
+    tls_secret_dir: PathBuf,
+    /// Where ZooKeeper's key and trust stores are kept.
+    #[arg(long, env = "ZK_TLS_DIR", default_value = vocabulary::tls::LIVE_DIR)]
+    tls_dir: PathBuf,
+    /// Seconds between checks of the Secret.
+    #[arg(long, env = "ZK_TLS_SYNC_SECONDS", default_value_t = 5)]
+    interval_seconds: u64,
 }
 
 #[derive(Args)]
@@ -71,6 +87,14 @@ struct MemberArgs {
     /// `new` only while the ensemble is created for the first time: then empty members may vote.
     #[arg(long, env = "ZK_ENSEMBLE_STATE", value_enum, default_value = "existing")]
     ensemble_state: EnsembleStateArg,
+    /// TLS: plaintext, unified, quorum-tls or tls (the steps from plaintext to TLS).
+    #[arg(long, env = "ZK_TLS_PHASE", default_value = "plaintext", value_parser = parse_phase)]
+    tls_phase: vocabulary::tls::Phase,
+    #[command(flatten)]
+    tls: TlsArgs,
+    /// Refuse ZooKeeper sessions that did not authenticate.
+    #[arg(long, env = "ZK_ENFORCE_AUTHENTICATION", default_value_t = false)]
+    enforce_authentication: bool,
     /// How long to wait for the ensemble's DNS names before giving up.
     #[arg(long, env = "ZK_DNS_TIMEOUT_SECONDS", default_value_t = 600)]
     dns_timeout_seconds: u64,
@@ -145,6 +169,7 @@ fn run(cli: Cli) -> Result<(), AgentError> {
                 memory_limit_bytes: jvm::container_memory_limit(),
                 config_file: prepared.config_file,
                 super_digest: args.super_digest.filter(|d| !d.is_empty()),
+                x509_super_user: opts_tls_super_user(args.member.tls_phase),
             };
             let shown: Vec<String> = command
                 .args()
@@ -177,6 +202,23 @@ fn run(cli: Cli) -> Result<(), AgentError> {
             println!("{}", identity(&args)?.myid());
             Ok(())
         }
+        Command::SyncTls(args) => {
+            exit_on_sigterm();
+            log(&format!(
+                "keeping {} up to date with {} every {}s",
+                args.tls_dir.display(),
+                args.tls_secret_dir.display(),
+                args.interval_seconds
+            ));
+            loop {
+                match zk_agent::tls::sync(&args.tls_secret_dir, &args.tls_dir) {
+                    Ok(replaced) if !replaced.is_empty() => log(&format!("replaced {}", replaced.join(", "))),
+                    Ok(_) => {}
+                    Err(error) => log(&format!("cannot copy the TLS Secret: {error}")),
+                }
+                std::thread::sleep(Duration::from_secs(args.interval_seconds.max(1)));
+            }
+        }
         Command::Probe(args) => {
             let timeout = Duration::from_secs(args.timeout_seconds);
             let result = match args.kind {
@@ -192,6 +234,33 @@ fn run(cli: Cli) -> Result<(), AgentError> {
             }
         }
     }
+}
+
+/// As PID 1 of its container the sidecar gets no default action for SIGTERM: without a
+/// handler, every pod deletion would wait out its whole grace period.
+fn exit_on_sigterm() {
+    extern "C" fn exit_now(_: libc::c_int) {
+        // SAFETY: _exit is async-signal-safe; nothing is left to flush or clean up.
+        unsafe { libc::_exit(0) }
+    }
+    // SAFETY: installs a handler that only calls an async-signal-safe function.
+    unsafe {
+        libc::signal(libc::SIGTERM, exit_now as *const () as libc::sighandler_t);
+    }
+}
+
+fn parse_phase(text: &str) -> Result<vocabulary::tls::Phase, String> {
+    vocabulary::tls::Phase::parse(text).ok_or_else(|| {
+        let phases: Vec<&str> = vocabulary::tls::Phase::ALL.iter().map(|p| p.as_str()).collect();
+        format!("must be one of {}", phases.join(", "))
+    })
+}
+
+/// With TLS on, the operator's client certificate is ZooKeeper's super user.
+fn opts_tls_super_user(phase: vocabulary::tls::Phase) -> Option<String> {
+    phase
+        .secure_clients()
+        .then(|| format!("CN={}", vocabulary::tls::OPERATOR_CN))
 }
 
 fn identity(args: &IdentityArgs) -> Result<Identity, AgentError> {
@@ -245,6 +314,12 @@ fn start_options(args: &MemberArgs) -> Result<StartOptions, AgentError> {
         overrides_file: args.config_overrides.clone(),
         bind_address: args.bind_address.clone(),
         metrics_port: args.metrics_port,
+        tls: zk_agent::config::TlsConfig {
+            phase: args.tls_phase,
+            live_dir: args.tls.tls_dir.clone(),
+            enforce_authentication: args.enforce_authentication,
+        },
+        tls_secret_dir: args.tls.tls_secret_dir.clone(),
         ensemble_state: match args.ensemble_state {
             EnsembleStateArg::New => EnsembleState::New,
             EnsembleStateArg::Existing => EnsembleState::Existing,

@@ -37,6 +37,21 @@ impl fmt::Display for Member {
     }
 }
 
+impl Member {
+    /// The same member, as ZooKeeper means it: a client address of 0.0.0.0 is what ZooKeeper
+    /// writes for "all addresses", which a line without an address also means.
+    pub fn equivalent(&self, other: &Member) -> bool {
+        let address = |m: &Member| m.client_address.clone().filter(|a| a != "0.0.0.0");
+        self.id == other.id
+            && self.host == other.host
+            && self.quorum_port == other.quorum_port
+            && self.election_port == other.election_port
+            && self.role == other.role
+            && self.client_port == other.client_port
+            && address(self) == address(other)
+    }
+}
+
 /// The members of an ensemble, ordered by id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Membership {

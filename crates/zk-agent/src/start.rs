@@ -1,12 +1,12 @@
 //! Preparing a member's start: every input is read and validated, DNS is waited for, and only
 //! then are files written, each atomically, so a failed start leaves nothing half-written.
 
-use crate::config::{property, Overrides, StaticConfig};
+use crate::config::{property, Overrides, StaticConfig, TlsConfig};
 use crate::dns::{self, Backoff};
 use crate::guard::{self, EnsembleState, StartMode};
 use crate::identity::Identity;
 use crate::members::{Membership, PeerDomain, Role};
-use crate::{log, probe, AgentError};
+use crate::{log, probe, tls, AgentError};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -22,6 +22,9 @@ pub struct StartOptions {
     pub bind_address: String,
     pub metrics_port: u16,
     pub ensemble_state: EnsembleState,
+    /// TLS phase and stores; `tls_secret_dir` is where the operator's Secret is mounted.
+    pub tls: TlsConfig,
+    pub tls_secret_dir: PathBuf,
     pub dns_backoff: Backoff,
     /// Once a quorum's names resolve, how long to wait for the other peers' names.
     pub dns_peer_grace: Duration,
@@ -73,8 +76,21 @@ pub fn prepare(opts: &StartOptions) -> Result<Prepared, AgentError> {
     wait_for_dns(opts, &membership, myid)?;
 
     let data = guard::data_state(&zk_data_dir).map_err(AgentError::io(format!("reading {}", zk_data_dir.display())))?;
+    if opts.tls.phase.secure_clients() {
+        let replaced = tls::sync(&opts.tls_secret_dir, &opts.tls.live_dir).map_err(AgentError::io(format!(
+            "copying the TLS Secret from {} to {} (is the Secret mounted?)",
+            opts.tls_secret_dir.display(),
+            opts.tls.live_dir.display()
+        )))?;
+        log(&format!(
+            "TLS phase {}: key and trust stores in {} ({} replaced)",
+            opts.tls.phase.as_str(),
+            opts.tls.live_dir.display(),
+            replaced.len()
+        ));
+    }
     let serving_peer = if data == guard::DataState::Empty && opts.ensemble_state == EnsembleState::New {
-        serving_peer(&membership, myid)
+        serving_peer(&membership, myid, &opts.tls)
     } else {
         None
     };
@@ -88,6 +104,7 @@ pub fn prepare(opts: &StartOptions) -> Result<Prepared, AgentError> {
         bind_address: opts.bind_address.clone(),
         metrics_port: opts.metrics_port,
         overrides,
+        tls: opts.tls.clone(),
     };
 
     for dir in [&conf_dir, &zk_data_dir] {
@@ -228,12 +245,35 @@ fn check_myid(zk_data_dir: &Path, myid: u64) -> Result<(), AgentError> {
     }
 }
 
-fn serving_peer(membership: &Membership, myid: u64) -> Option<String> {
+/// A peer that serves in a quorum, asked `srvr` on its client port, or over TLS where plaintext
+/// listens on 127.0.0.1 only.
+fn serving_peer(membership: &Membership, myid: u64, tls: &TlsConfig) -> Option<String> {
+    let client = if tls.phase.secure_clients() {
+        match crate::tls::TlsClient::from_live_dir(&tls.live_dir) {
+            Ok(client) => Some(client),
+            Err(error) => {
+                log(&format!("cannot ask peers over TLS ({error}); asking in plaintext"));
+                None
+            }
+        }
+    } else {
+        None
+    };
     membership.members.iter().filter(|m| m.id != myid).find_map(|m| {
-        let address = format!("{}:{}", m.host, m.client_port);
-        probe::ready(&address, Duration::from_secs(1))
-            .ok()
-            .map(|_| format!("server.{} ({address})", m.id))
+        let timeout = Duration::from_secs(1);
+        let (address, serves) = match &client {
+            Some(client) => {
+                let address = format!("{}:{}", m.host, vocabulary::ports::SECURE_CLIENT);
+                let serves = client.ready(&address, &m.host, timeout).is_ok();
+                (address, serves)
+            }
+            None => {
+                let address = format!("{}:{}", m.host, m.client_port);
+                let serves = probe::ready(&address, timeout).is_ok();
+                (address, serves)
+            }
+        };
+        serves.then(|| format!("server.{} ({address})", m.id))
     })
 }
 

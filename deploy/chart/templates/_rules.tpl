@@ -38,10 +38,11 @@ ClusterRole (watchNamespaces empty: every namespace) or by one Role per watched 
 - apiGroups: [""]
   resources: ["pods/eviction"]
   verbs: ["create"]
-# Each cluster's admin Secret, by name: no list or watch, so Secrets cannot be enumerated.
+# Each cluster's Secrets (admin password, certificate authority, member and client
+# certificates), by name: no list or watch, so Secrets cannot be enumerated.
 - apiGroups: [""]
   resources: ["secrets"]
-  verbs: ["get", "create"]
+  verbs: ["get", "create", "patch"]
 # Volumes grow in place; a volume a removed member left behind is deleted before it is added again.
 - apiGroups: [""]
   resources: ["persistentvolumeclaims"]

@@ -15,6 +15,8 @@ use zkop_api::ZooKeeperCluster;
 pub const SETTLE: Duration = Duration::from_secs(420);
 
 pub async fn client() -> Client {
+    // kube's and zookeeper-client's TLS providers are both compiled in: pick one.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     Client::try_default()
         .await
         .expect("a cluster in KUBECONFIG (run `make e2e`)")
@@ -76,6 +78,10 @@ impl TestNamespace {
     /// nodes may: the tests' workloads come in through a NodePort, from the nodes' addresses.
     pub async fn create_cluster(&self, name: &str, spec: serde_json::Value) -> Result<ZooKeeperCluster, kube::Error> {
         let mut spec = spec;
+        // The tests' workloads connect as the client `e2e` (a certificate the operator issues).
+        if spec.pointer("/tls/enabled") != Some(&serde_json::json!(false)) && spec.pointer("/tls/clients").is_none() {
+            spec["tls"]["clients"] = serde_json::json!([TEST_CLIENT]);
+        }
         if spec.get("access").is_none() {
             let mut clients = vec![serde_json::json!({"podSelector": {}})];
             for ip in node_ips(&self.client).await {
@@ -187,21 +193,62 @@ impl TestNamespace {
         (output.status.success(), text)
     }
 
-    /// A NodePort Service in front of the cluster's serving members, and the connect string
-    /// through every node: how a client outside the cluster reaches the ensemble.
-    pub async fn node_port_connect_string(&self, cluster: &str) -> String {
-        self.node_port_connect_string_for(cluster, "app.kubernetes.io/instance", cluster)
+    /// How a client outside the cluster reaches the ensemble: through a NodePort Service in
+    /// front of its serving members, on every node; over mutual TLS as the tests' client when
+    /// the cluster runs TLS (the server's name is not checked: the nodes' addresses are not in
+    /// the member certificate; its authority is).
+    pub async fn endpoint(&self, cluster: &str) -> workload::Endpoint {
+        let zk = self.clusters().get(cluster).await.unwrap();
+        let tls_phase = zk.status.as_ref().and_then(|s| s.tls.as_ref()).map(|t| t.phase.clone());
+        let secure = tls_phase.is_some_and(|p| p != "plaintext");
+        let ports = self.node_ports(cluster, "app.kubernetes.io/instance", cluster).await;
+        let port = if secure { ports.1 } else { ports.0 };
+        let connect = node_ips(&self.client)
             .await
+            .into_iter()
+            .map(|ip| format!("{ip}:{port}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let tls = if secure {
+            let secrets: Api<k8s_openapi::api::core::v1::Secret> = self.api();
+            let name = format!("{cluster}-client-{TEST_CLIENT}");
+            wait_for(
+                Duration::from_secs(60),
+                &format!("the client Secret {name}"),
+                || async { secrets.get_opt(&name).await.unwrap().is_some() },
+            )
+            .await;
+            Some(workload::TlsSource { secrets, name })
+        } else {
+            None
+        };
+        workload::Endpoint { connect, tls }
     }
 
-    /// The same for any pods labelled `key=value`.
-    pub async fn node_port_connect_string_for(&self, name: &str, key: &str, value: &str) -> String {
+    /// A plaintext endpoint for any pods labelled `key=value` (the seed's StatefulSet).
+    pub async fn plaintext_endpoint(&self, name: &str, key: &str, value: &str) -> workload::Endpoint {
+        let (port, _) = self.node_ports(name, key, value).await;
+        let connect = node_ips(&self.client)
+            .await
+            .into_iter()
+            .map(|ip| format!("{ip}:{port}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        workload::Endpoint { connect, tls: None }
+    }
+
+    /// A NodePort Service `<name>-e2e-clients` for the pods labelled `key=value`; its node
+    /// ports for the plaintext and the TLS client ports.
+    async fn node_ports(&self, name: &str, key: &str, value: &str) -> (i32, i32) {
         let service: Service = serde_json::from_value(serde_json::json!({
             "metadata": {"name": format!("{name}-e2e-clients")},
             "spec": {
                 "type": "NodePort",
                 "selector": {key: value},
-                "ports": [{"name": "client", "port": 2181, "targetPort": "client"}],
+                "ports": [
+                    {"name": "client", "port": 2181, "targetPort": 2181},
+                    {"name": "client-tls", "port": 2182, "targetPort": 2182},
+                ],
             },
         }))
         .unwrap();
@@ -210,13 +257,8 @@ impl TestNamespace {
             Some(existing) => existing,
             None => services.create(&PostParams::default(), &service).await.unwrap(),
         };
-        let port = created.spec.unwrap().ports.unwrap()[0].node_port.unwrap();
-        let addresses: Vec<String> = node_ips(&self.client)
-            .await
-            .into_iter()
-            .map(|ip| format!("{ip}:{port}"))
-            .collect();
-        addresses.join(",")
+        let ports = created.spec.unwrap().ports.unwrap();
+        (ports[0].node_port.unwrap(), ports[1].node_port.unwrap())
     }
 
     /// The seed's way in: `kubectl exec POD -- /opt/zookeeper/bin/zkCli.sh ARGS`.
@@ -250,6 +292,9 @@ pub async fn node_ips(client: &Client) -> Vec<String> {
         .map(|a| a.address)
         .collect()
 }
+
+/// The client the tests' workloads connect as (a certificate the operator issues).
+pub const TEST_CLIENT: &str = "e2e";
 
 /// A small cluster for tests on a two-core machine: 512 MiB members, 256 MiB volumes that go with it.
 pub fn small_cluster(replicas: i32, version: &str) -> serde_json::Value {

@@ -7,12 +7,48 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use zookeeper_client::{Acls, Client, CreateMode, Error};
 
+/// How a test client reaches a cluster from outside: a connect string through the nodes, and
+/// mutual TLS with the tests' client certificate when the cluster runs TLS.
+#[derive(Clone)]
+pub struct Endpoint {
+    pub connect: String,
+    /// The Secret with the client's certificate, read again at every connection, as an
+    /// application that follows certificate rotation does.
+    pub tls: Option<TlsSource>,
+}
+
+#[derive(Clone)]
+pub struct TlsSource {
+    pub secrets: kube::Api<k8s_openapi::api::core::v1::Secret>,
+    pub name: String,
+}
+
+impl TlsSource {
+    /// TLS options from the Secret as it is now: the authority is verified, the server's name
+    /// is not (the nodes' addresses are not in the member certificate).
+    pub async fn options(&self) -> Result<zookeeper_client::TlsOptions, String> {
+        let secret = self.secrets.get(&self.name).await.map_err(|e| e.to_string())?;
+        let data = secret.data.ok_or("the Secret has no data")?;
+        let text = |key: &str| {
+            data.get(key)
+                .map(|v| String::from_utf8_lossy(&v.0).into_owned())
+                .unwrap_or_default()
+        };
+        let options = zookeeper_client::TlsOptions::new()
+            .with_pem_ca(&text("ca.crt"))
+            .and_then(|o| o.with_pem_identity(&text("tls.crt"), &text("tls.key")))
+            .map_err(|e| e.to_string())?;
+        // SAFETY (of the tests' trust): the authority is verified, only the name is not.
+        Ok(unsafe { options.with_no_hostname_verification() })
+    }
+}
+
 pub struct Workload {
     stop: Arc<AtomicBool>,
     /// Writes acknowledged so far, for `wait_for_progress`.
     acked: Arc<std::sync::atomic::AtomicU64>,
     handle: tokio::task::JoinHandle<Report>,
-    connect: String,
+    endpoint: Endpoint,
 }
 
 #[derive(Debug, Default)]
@@ -43,23 +79,31 @@ impl Report {
 const ROOT: &str = "/workload";
 const PAUSE: Duration = Duration::from_millis(20);
 
-async fn connect(connect: &str) -> Client {
+pub async fn connect(endpoint: &Endpoint) -> Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let attempt = Client::connector()
-            .with_session_timeout(Duration::from_secs(10))
-            .connect(connect);
+        let connector = Client::connector().with_session_timeout(Duration::from_secs(10));
+        let attempt = async {
+            match &endpoint.tls {
+                Some(source) => match source.options().await {
+                    Ok(tls) => connector.with_tls(tls).secure_connect(&endpoint.connect).await,
+                    Err(_) => Err(zookeeper_client::Error::ConnectionLoss),
+                },
+                None => connector.connect(&endpoint.connect).await,
+            }
+        };
         match tokio::time::timeout(Duration::from_secs(10), attempt).await {
             Ok(Ok(client)) => return client,
             _ if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(200)).await,
-            _ => panic!("workload cannot connect to {connect}"),
+            other => panic!("workload cannot connect to {}: {other:?}", endpoint.connect),
         }
     }
 }
 
 impl Workload {
-    pub async fn start(connect_string: &str) -> Workload {
-        let client = connect(connect_string).await;
+    pub async fn start(endpoint: &Endpoint) -> Workload {
+        let client = connect(endpoint).await;
         let options = CreateMode::Persistent.with_acls(Acls::anyone_all());
         match client.create(ROOT, b"", &options).await {
             Ok(_) | Err(Error::NodeExists) => {}
@@ -76,7 +120,7 @@ impl Workload {
                 .unwrap_or_default()
                 .as_millis()
         );
-        let target = connect_string.to_string();
+        let target = endpoint.clone();
         let handle = tokio::spawn(async move {
             let mut client = client;
             let mut report = Report {
@@ -131,7 +175,7 @@ impl Workload {
             stop,
             acked,
             handle,
-            connect: connect_string.to_string(),
+            endpoint: endpoint.clone(),
         }
     }
 
@@ -149,14 +193,14 @@ impl Workload {
     pub async fn finish(self) -> (Report, Vec<u64>) {
         self.stop.store(true, Ordering::Relaxed);
         let report = self.handle.await.expect("workload task");
-        let missing = missing_writes(&self.connect, &report).await;
+        let missing = missing_writes(&self.endpoint, &report).await;
         (report, missing)
     }
 }
 
-/// The acknowledged writes that cannot be read back (after a `sync`) through `connect`.
-pub async fn missing_writes(connect_string: &str, report: &Report) -> Vec<u64> {
-    let client = connect(connect_string).await;
+/// The acknowledged writes that cannot be read back (after a `sync`) through `endpoint`.
+pub async fn missing_writes(endpoint: &Endpoint, report: &Report) -> Vec<u64> {
+    let client = connect(endpoint).await;
     let limit = Duration::from_secs(30);
     tokio::time::timeout(limit, client.sync(ROOT))
         .await
