@@ -41,11 +41,16 @@ async fn start_workload(ns: &TestNamespace) -> Workload {
 
 /// Stops the workload, checks every acknowledged write, prints the row.
 async fn finish(case: &str, workload: Workload, started: Instant, kept_quorum: bool) -> Report {
+    finish_after(case, workload, started, kept_quorum, "none").await
+}
+
+/// `human`: what a person did to recover, where the docs say so.
+async fn finish_after(case: &str, workload: Workload, started: Instant, kept_quorum: bool, human: &str) -> Report {
     // Recovered means the clients write again, not only that the operator says so.
     workload.wait_for_progress(Duration::from_secs(60)).await;
     let recovered = started.elapsed();
     let (report, missing) = workload.finish().await;
-    fault_row(case, &report, missing.len(), recovered, "none");
+    fault_row(case, &report, missing.len(), recovered, human);
     assert!(
         report.acked.len() > 50,
         "{case}: the workload barely wrote ({} writes)",
@@ -299,11 +304,12 @@ async fn drains_respect_the_budget_and_a_member_waits_for_its_node() {
         "{leader} starts guarded:\n{log}"
     );
     kubectl(&["uncordon", &leader_node]);
-    let report = finish(
+    let report = finish_after(
         "drain: leader's node, member waits, then node gone for good",
         workload,
         started,
         true,
+        "the documented step: delete the member's PVC and pod",
     )
     .await;
     eprintln!(
