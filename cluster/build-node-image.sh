@@ -56,6 +56,8 @@ scratch_image() {
   echo "$tag"
 }
 
+log "first build of the node image, offline from Kubernetes' Go modules (about 15 minutes on 2 cores, cached afterwards);" \
+    "next: component images, the node image, preloading, then the host tools and the cluster"
 log "building component images"
 images=()
 for c in kube-apiserver kube-controller-manager kube-scheduler; do

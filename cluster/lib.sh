@@ -16,7 +16,9 @@ export GOMODCACHE=$CACHE/gomod GOCACHE=$CACHE/go-build GOTOOLCHAIN=local
 export CGO_ENABLED=0 GOFLAGS=-trimpath
 export PATH=$BIN_CACHE/tools:$PATH
 
-log() { echo "[$(date +%H:%M:%S)] ${0##*/}: $*" >&2; }
+# Time since the first of these scripts started, so a long first build shows it is moving.
+: "${ZK_STARTED:=$(date +%s)}"; export ZK_STARTED
+log() { echo "[$(date +%H:%M:%S) +$(( $(date +%s) - ZK_STARTED ))s] ${0##*/}: $*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 # Move a finished temp dir/file into place atomically (so a half-written cache

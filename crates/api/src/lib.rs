@@ -57,6 +57,10 @@ pub const DEFAULT_MEMBER_READY_TIMEOUT_SECONDS: u32 = 180;
     printcolumn(name = "Operation", type_ = "string", json_path = ".status.operation"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     printcolumn(name = "Message", type_ = "string", json_path = ".status.message"),
+    printcolumn(name = "Voters", type_ = "integer", json_path = ".status.voters", priority = 1),
+    printcolumn(name = "Epoch", type_ = "integer", json_path = ".status.epoch", priority = 1),
+    printcolumn(name = "Last-Operation", type_ = "string", json_path = ".status.lastOperation.kind", priority = 1),
+    printcolumn(name = "Outcome", type_ = "string", json_path = ".status.lastOperation.outcome", priority = 1),
     validation = Rule::new(format!("size(self.metadata.name) <= {MAX_NAME_LENGTH}"))
         .message(format!("metadata.name must be at most {MAX_NAME_LENGTH} characters: the StatefulSet's pods, Services and revision labels derived from it must fit Kubernetes' 63-character limit").as_str())
 )]
@@ -513,9 +517,18 @@ pub struct ZooKeeperClusterStatus {
     /// Pod name of the current leader.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub leader: Option<String>,
-    /// ZooKeeper version the members run.
+    /// The ZooKeeper release the serving members report running (`3.8.3, 3.9.4` while an
+    /// upgrade is under way); the last one known while none serves.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+    /// Voting members in the ensemble's committed configuration, as ZooKeeper reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub voters: Option<i32>,
+    /// The leader's epoch (the upper 32 bits of its zxid): it grows with every election. The
+    /// zxid itself is not kept in status: it changes with every write, and every status write
+    /// would start another reconcile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<i64>,
     /// Label selector of the members' pods (for the scale subresource).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selector: Option<String>,
@@ -537,6 +550,20 @@ pub struct ZooKeeperClusterStatus {
     /// TLS as the members run it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsStatus>,
+    /// The last day-2 operation that ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_operation: Option<LastOperation>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct LastOperation {
+    /// RollingRestart, ScaleUp, ScaleDown, ...
+    pub kind: String,
+    /// Succeeded when every member served as it ended; otherwise which members did not.
+    pub outcome: String,
+    /// When it ended (RFC 3339).
+    pub finished_at: String,
 }
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
@@ -577,6 +604,9 @@ pub struct MemberStatus {
     /// It runs the current template.
     #[serde(default)]
     pub up_to_date: bool,
+    /// The ZooKeeper release it reports running (read from the member, not from the spec).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
 }
 
 impl ZooKeeperClusterSpec {

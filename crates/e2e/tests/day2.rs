@@ -177,7 +177,9 @@ async fn quorum_loss_recovers_by_itself() {
 #[tokio::test]
 async fn version_upgrade_from_3_8_to_3_9() {
     let (ns, before, workload) = cluster_under_load("e2e-upgrade", "3.8.3").await;
-    let leader = before.status.unwrap().leader.unwrap();
+    let before = before.status.unwrap();
+    assert_eq!(before.version.as_deref(), Some("3.8.3"), "read from the members");
+    let leader = before.leader.unwrap();
 
     ns.patch_spec("zk", json!({"version": "3.9.4"})).await.unwrap();
     let pods: Api<Pod> = ns.api();
@@ -195,9 +197,29 @@ async fn version_upgrade_from_3_8_to_3_9() {
             })
     })
     .await;
-    ns.wait_settled("zk", 3).await;
+    let after = ns.wait_settled("zk", 3).await.status.unwrap();
     let (report, missing) = workload.finish().await;
     assert_no_loss("upgrade 3.8.3 to 3.9.4", &report, &missing, true);
+    // What people read: the version each member reports running, and how the roll ended.
+    assert_eq!(after.version.as_deref(), Some("3.9.4"), "{after:?}");
+    assert!(
+        after
+            .members
+            .iter()
+            .all(|m| m.version.as_deref() == Some("3.9.4")),
+        "{:?}",
+        after.members
+    );
+    let ended = after
+        .last_operation
+        .clone()
+        .expect("the roll is recorded as the last operation");
+    assert_eq!(ended.outcome, "Succeeded", "{ended:?}");
+    let (_, wide) = ns.kubectl(&["get", "zkc", "zk", "-o", "wide"]);
+    assert!(
+        wide.contains("VOTERS") && wide.contains("LAST-OPERATION") && wide.contains(&ended.kind),
+        "{wide}"
+    );
     let newest = pods
         .list(&ListParams::default().labels("app.kubernetes.io/instance=zk"))
         .await

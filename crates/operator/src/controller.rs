@@ -147,7 +147,13 @@ async fn reconcile(object: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Acti
             return Ok(Action::await_change());
         }
     };
-    let result = reconcile_cluster(&zk, &ctx).await;
+    // Every line logged while reconciling names the cluster and, once planned, the operation.
+    let span = tracing::info_span!(
+        "reconcile",
+        cluster = %format!("{}/{}", zk.namespace().unwrap_or_default(), zk.name_any()),
+        operation = tracing::field::Empty,
+    );
+    let result = tracing::Instrument::instrument(reconcile_cluster(&zk, &ctx), span).await;
     ctx.metrics.duration.observe(started.elapsed().as_secs_f64());
     let labels = ClusterLabels {
         namespace: zk.namespace().unwrap_or_default(),
@@ -241,6 +247,9 @@ async fn reconcile_cluster(zk: &ZooKeeperCluster, ctx: &Context) -> Result<Actio
         running_phase,
         now,
     );
+    if let Some((kind, _)) = plan.as_ref().and_then(|(view, step)| planner::describe(view, step)) {
+        tracing::Span::current().record("operation", kind);
+    }
     let roll_done = matches!(plan, Some((_, Step::Idle)));
     let tls_phase = tls::phase(enabled, Some(running_phase), new_cluster, roll_done);
     let material = if enabled || tls_phase != Phase::Plaintext {
@@ -316,6 +325,10 @@ async fn reconcile_cluster(zk: &ZooKeeperCluster, ctx: &Context) -> Result<Actio
             ensemble_state,
             tls: Some(tls_status(tls_phase, &observation, material.as_ref())),
             selector: names.label_selector(),
+            voters: plan
+                .as_ref()
+                .and_then(|(view, _)| view.voters.as_ref())
+                .map(|v| v.len()),
             now: Time(now),
         },
     );
@@ -324,6 +337,12 @@ async fn reconcile_cluster(zk: &ZooKeeperCluster, ctx: &Context) -> Result<Actio
         &names.cluster,
         operation.as_ref().map(|o| o.kind.as_str()),
     );
+    let serving: Vec<(String, bool)> = observation
+        .members
+        .iter()
+        .map(|m| (m.pod.clone(), m.serves()))
+        .collect();
+    ctx.metrics.set_members(&names.namespace, &names.cluster, &serving);
     ctx.metrics
         .stuck_members
         .get_or_create(&ClusterLabels {

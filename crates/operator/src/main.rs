@@ -10,13 +10,24 @@ async fn main() -> std::process::ExitCode {
     // Two TLS providers are compiled in (kube's and zookeeper-client's defaults): pick one for
     // the process, or rustls cannot choose.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    tracing_subscriber::fmt()
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,kube=warn,zookeeper_client=warn".into()),
-        )
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,kube=warn,zookeeper_client=warn".into());
+    match std::env::var("ZKOP_LOG_FORMAT").as_deref() {
+        Ok("json") => tracing_subscriber::fmt()
+            .json()
+            .with_current_span(false)
+            .with_span_list(true)
+            .with_env_filter(filter)
+            .init(),
+        Ok("text") | Err(_) => tracing_subscriber::fmt()
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+            .with_env_filter(filter)
+            .init(),
+        Ok(other) => {
+            eprintln!("ZKOP_LOG_FORMAT={other:?}: expected text or json");
+            return std::process::ExitCode::from(2);
+        }
+    }
     let settings = OperatorSettings {
         cluster_domain: std::env::var("ZKOP_CLUSTER_DOMAIN").unwrap_or_else(|_| "cluster.local".into()),
         operator_namespace: std::env::var("POD_NAMESPACE").ok(),

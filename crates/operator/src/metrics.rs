@@ -13,7 +13,8 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StageLabel {
@@ -24,6 +25,14 @@ pub struct StageLabel {
 pub struct ClusterLabels {
     pub namespace: String,
     pub cluster: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MemberLabels {
+    pub namespace: String,
+    pub cluster: String,
+    /// The member's pod name.
+    pub member: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -38,8 +47,10 @@ pub struct Metrics {
     pub reconciles: Counter,
     pub failures: Family<StageLabel, Counter>,
     pub duration: Histogram,
-    /// 1 for each cluster's day-2 operation in progress.
+    /// 1 for each cluster's day-2 operation in progress, 0 for every other kind.
     pub operation: Family<OperationLabels, Gauge>,
+    /// 1 for each member that serves in a quorum, 0 for one the cluster should have that does not.
+    pub member_serving: Family<MemberLabels, Gauge>,
     /// Members of a cluster that have not served for longer than its rollout timeout.
     pub stuck_members: Family<ClusterLabels, Gauge>,
     /// 1 while a cluster's last reconcile failed.
@@ -48,6 +59,8 @@ pub struct Metrics {
     pub leader: Gauge,
     /// The API server answered recently (for `/readyz`).
     pub api_reachable: AtomicBool,
+    /// The members each cluster's `member_serving` holds, so that removed ones can be dropped.
+    members_known: Mutex<HashMap<(String, String), BTreeSet<String>>>,
 }
 
 impl Default for Metrics {
@@ -57,6 +70,7 @@ impl Default for Metrics {
         let failures = Family::<StageLabel, Counter>::default();
         let duration = Histogram::new(exponential_buckets(0.01, 2.0, 12));
         let operation = Family::<OperationLabels, Gauge>::default();
+        let member_serving = Family::<MemberLabels, Gauge>::default();
         let stuck_members = Family::<ClusterLabels, Gauge>::default();
         let failing = Family::<ClusterLabels, Gauge>::default();
         let leader = Gauge::default();
@@ -77,6 +91,11 @@ impl Default for Metrics {
             operation.clone(),
         );
         registry.register(
+            "member_serving",
+            "1 while the member serves in a quorum (leader, follower or observer), 0 while a member the cluster should have does not",
+            member_serving.clone(),
+        );
+        registry.register(
             "cluster_stuck_members",
             "Members that have not served for longer than the cluster's rollout timeout",
             stuck_members.clone(),
@@ -91,16 +110,25 @@ impl Default for Metrics {
             "1 on the operator replica that holds the leader Lease",
             leader.clone(),
         );
+        // Every stage's failure counter exists from the start, so that a rate over it is 0, not
+        // absent, until something fails.
+        for stage in Stage::ALL {
+            failures.get_or_create(&StageLabel {
+                stage: stage.as_str().into(),
+            });
+        }
         Metrics {
             registry,
             reconciles,
             failures,
             duration,
             operation,
+            member_serving,
             stuck_members,
             failing,
             leader,
             api_reachable: AtomicBool::new(false),
+            members_known: Mutex::default(),
         }
     }
 }
@@ -114,25 +142,64 @@ impl Metrics {
             .inc();
     }
 
-    /// Records a cluster's current operation, replacing the previous one.
+    /// Records a cluster's current operation: 1 for it, 0 for every other kind.
     pub fn set_operation(&self, namespace: &str, cluster: &str, operation: Option<&str>) {
-        for kind in ["RollingRestart", "ScaleUp", "ScaleDown"] {
+        for kind in crate::planner::OPERATIONS {
             let labels = OperationLabels {
                 namespace: namespace.into(),
                 cluster: cluster.into(),
                 operation: kind.into(),
             };
-            if operation == Some(kind) {
-                self.operation.get_or_create(&labels).set(1);
-            } else {
-                self.operation.remove(&labels);
-            }
+            self.operation
+                .get_or_create(&labels)
+                .set(i64::from(operation == Some(kind)));
         }
+    }
+
+    /// Records which of a cluster's members serve, forgetting members it no longer has.
+    pub fn set_members(&self, namespace: &str, cluster: &str, members: &[(String, bool)]) {
+        let labels = |member: &str| MemberLabels {
+            namespace: namespace.into(),
+            cluster: cluster.into(),
+            member: member.into(),
+        };
+        self.forget_members(namespace, cluster, |member| !members.iter().any(|(m, _)| m == member));
+        let mut known = self.members_known.lock().unwrap_or_else(|e| e.into_inner());
+        let recorded = known.entry((namespace.to_string(), cluster.to_string())).or_default();
+        for (member, serving) in members {
+            self.member_serving.get_or_create(&labels(member)).set(i64::from(*serving));
+            recorded.insert(member.clone());
+        }
+    }
+
+    fn forget_members(&self, namespace: &str, cluster: &str, forget: impl Fn(&str) -> bool) {
+        let key = (namespace.to_string(), cluster.to_string());
+        let mut known = self.members_known.lock().unwrap_or_else(|e| e.into_inner());
+        let members = known.entry(key).or_default();
+        members.retain(|member| {
+            if forget(member) {
+                self.member_serving.remove(&MemberLabels {
+                    namespace: namespace.into(),
+                    cluster: cluster.into(),
+                    member: member.clone(),
+                });
+                false
+            } else {
+                true
+            }
+        });
     }
 
     /// Forgets a deleted cluster.
     pub fn forget(&self, namespace: &str, cluster: &str) {
-        self.set_operation(namespace, cluster, None);
+        for kind in crate::planner::OPERATIONS {
+            self.operation.remove(&OperationLabels {
+                namespace: namespace.into(),
+                cluster: cluster.into(),
+                operation: kind.into(),
+            });
+        }
+        self.forget_members(namespace, cluster, |_| true);
         let labels = ClusterLabels {
             namespace: namespace.into(),
             cluster: cluster.into(),
@@ -222,6 +289,22 @@ mod tests {
             text.contains("zkop_cluster_operation{namespace=\"prod\",cluster=\"zk\",operation=\"RollingRestart\"} 1"),
             "{text}"
         );
+        assert!(
+            text.contains("zkop_cluster_operation{namespace=\"prod\",cluster=\"zk\",operation=\"ScaleUp\"} 0"),
+            "every other kind is 0: {text}"
+        );
+        assert!(
+            text.contains("zkop_reconcile_failures_total{stage=\"observe\"} 0"),
+            "stages that never failed count 0: {text}"
+        );
+        metrics.set_members("prod", "zk", &[("zk-0".into(), true), ("zk-1".into(), false)]);
+        let text = metrics.encode();
+        assert!(
+            text.contains("zkop_member_serving{namespace=\"prod\",cluster=\"zk\",member=\"zk-1\"} 0"),
+            "{text}"
+        );
+        metrics.set_members("prod", "zk", &[("zk-0".into(), true)]);
+        assert!(!metrics.encode().contains("member=\"zk-1\""), "a member scaled away is forgotten");
         metrics.set_operation("prod", "zk", Some("ScaleUp"));
         metrics.forget("prod", "zk");
         assert!(!metrics.encode().contains("cluster=\"zk\""));

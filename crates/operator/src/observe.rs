@@ -43,6 +43,9 @@ pub struct MemberObservation {
     /// Why it does not run or serve, from the pod.
     pub cause: Option<String>,
     pub restarts: i32,
+    /// What the member itself says, when it serves: the release it runs and its last zxid.
+    pub version: Option<String>,
+    pub zxid: Option<u64>,
 }
 
 impl MemberObservation {
@@ -388,18 +391,17 @@ async fn probe_members(members: &mut [MemberObservation], tls: Option<&TlsClient
         tokio::task::spawn_blocking(move || {
             let address = address?;
             let timeout = Duration::from_secs(2);
-            let secure = tls.and_then(|c| {
-                c.ready(&format!("{host}:{}", ports::SECURE_CLIENT), &host, timeout)
-                    .ok()
-            });
-            secure.or_else(|| zk_agent::probe::ready(&address, timeout).ok())
+            let secure = tls.and_then(|c| c.srvr(&format!("{host}:{}", ports::SECURE_CLIENT), &host, timeout).ok());
+            secure.or_else(|| zk_agent::probe::srvr(&address, timeout).ok())
         })
     });
-    let roles = futures::future::join_all(probes).await;
-    for (member, role) in members.iter_mut().zip(roles) {
-        if let Ok(Some(role)) = role {
-            member.state = MemberState::Serving(role);
+    let replies = futures::future::join_all(probes).await;
+    for (member, reply) in members.iter_mut().zip(replies) {
+        if let Ok(Some(serving)) = reply {
+            member.state = MemberState::Serving(serving.mode);
             member.down_since = None;
+            member.version = serving.version;
+            member.zxid = serving.zxid;
         }
     }
 }
@@ -430,6 +432,8 @@ fn missing_member(names: &Names, ordinal: u32) -> MemberObservation {
         down_since: None,
         cause: view.cause,
         restarts: 0,
+        version: None,
+        zxid: None,
     }
 }
 
@@ -522,6 +526,8 @@ pub fn member_from_pod(pod: &Pod, statefulset: &str, update_revision: Option<&st
         cause: cause.map(|c| cut(&c)),
         restarts,
         state,
+        version: None,
+        zxid: None,
     })
 }
 

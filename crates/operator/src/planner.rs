@@ -337,6 +337,9 @@ pub fn plan(view: &ClusterView) -> Step {
     }
 }
 
+/// Every kind of day-2 operation `describe` names.
+pub const OPERATIONS: [&str; 4] = ["RollingRestart", "ScaleUp", "ScaleDown", "Reconfiguring"];
+
 /// The operation a step belongs to (RollingRestart, ScaleUp, ScaleDown) and what it does, for
 /// status; `None` when the ensemble matches the spec (or only waits for a member to recover).
 pub fn describe(view: &ClusterView, step: &Step) -> Option<(&'static str, String)> {

@@ -50,18 +50,24 @@ pub fn events(
             "the ensemble exists: from now on an empty member must sync before it votes".into(),
         ));
     }
+    let before_last = before.and_then(|s| s.last_operation.as_ref());
+    if let Some(ended) = after.last_operation.as_ref().filter(|l| Some(*l) != before_last) {
+        let succeeded = ended.outcome == "Succeeded";
+        events.push((
+            if succeeded {
+                EventType::Normal
+            } else {
+                EventType::Warning
+            },
+            "OperationCompleted",
+            format!("{}: {}", ended.kind, ended.outcome),
+        ));
+    }
     let before_operation = before.and_then(|s| s.operation.clone());
     if after.operation != before_operation {
         if let Some(operation) = &after.operation {
             let step = after.operation_step.clone().unwrap_or_default();
             events.push((EventType::Normal, "OperationStarted", format!("{operation}: {step}")));
-        }
-        if let Some(operation) = before_operation.filter(|_| after.operation.is_none()) {
-            events.push((
-                EventType::Normal,
-                "OperationCompleted",
-                format!("{operation} completed"),
-            ));
         }
     }
     let was_available = status::condition_is_true(before, AVAILABLE);
@@ -209,11 +215,21 @@ mod tests {
         );
         let done = ZooKeeperClusterStatus {
             conditions: vec![condition(AVAILABLE, "False", "NoQuorum")],
+            last_operation: Some(zkop_api::LastOperation {
+                kind: "RollingRestart".into(),
+                outcome: "ended with members not serving: zk-1 (not serving)".into(),
+                finished_at: "2026-11-29T12:00:00Z".into(),
+            }),
             ..Default::default()
         };
         assert_eq!(
             reasons(&super::events(&zk, &done, &Changes::default())),
             vec!["OperationCompleted", "QuorumLost", "MemberRecovered"]
+        );
+        assert_eq!(
+            super::events(&zk, &done, &Changes::default())[0].0,
+            EventType::Warning,
+            "an operation that ended with members down is a warning"
         );
     }
 }

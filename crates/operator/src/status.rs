@@ -5,7 +5,7 @@ use crate::planner::MemberState;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use vocabulary::ServingRole;
 use zk_agent::guard::EnsembleState;
-use zkop_api::{MemberStatus, ZooKeeperCluster, ZooKeeperClusterStatus};
+use zkop_api::{LastOperation, MemberStatus, ZooKeeperCluster, ZooKeeperClusterStatus};
 
 pub const AVAILABLE: &str = "Available";
 pub const PROGRESSING: &str = "Progressing";
@@ -73,6 +73,8 @@ pub struct StatusInputs<'a> {
     pub ensemble_state: EnsembleState,
     pub tls: Option<zkop_api::TlsStatus>,
     pub selector: String,
+    /// Voters in the committed configuration, when it could be read.
+    pub voters: Option<usize>,
     pub now: Time,
 }
 
@@ -94,6 +96,17 @@ pub fn compute(zk: &ZooKeeperCluster, inputs: StatusInputs<'_>) -> ZooKeeperClus
         })
         .collect::<Vec<_>>()
         .join(", ");
+
+    // The planner is done with an operation once its last step is taken; the operation is done
+    // when the members it restarted or added serve again (or are stuck, which ends it).
+    let finishing = match (inputs.operation, previous.operation.as_ref()) {
+        (None, Some(kind)) if !down.is_empty() && inputs.stuck.is_empty() => Some(Operation {
+            kind: kind.clone(),
+            step: format!("finishing: waiting for {down_text}"),
+        }),
+        _ => None,
+    };
+    let operation = inputs.operation.or(finishing.as_ref());
 
     let available_condition = if is_available {
         (
@@ -126,7 +139,7 @@ pub fn compute(zk: &ZooKeeperCluster, inputs: StatusInputs<'_>) -> ZooKeeperClus
             "RollingOut",
             "the members' template changed: restarting them one at a time".to_string(),
         )
-    } else if let Some(op) = inputs.operation {
+    } else if let Some(op) = operation {
         if inputs.stuck.is_empty() {
             (true, op.kind.as_str(), op.step.clone())
         } else {
@@ -159,9 +172,9 @@ pub fn compute(zk: &ZooKeeperCluster, inputs: StatusInputs<'_>) -> ZooKeeperClus
     } else {
         (false, "AllMembersServing", format!("all {desired} members serve"))
     };
-    let message = if !inputs.stuck.is_empty() || (!down.is_empty() && inputs.operation.is_none()) {
+    let message = if !inputs.stuck.is_empty() || (!down.is_empty() && operation.is_none()) {
         degraded.2.clone()
-    } else if let Some(op) = inputs.operation {
+    } else if let Some(op) = operation {
         op.step.clone()
     } else {
         available_condition.2.clone()
@@ -191,6 +204,28 @@ pub fn compute(zk: &ZooKeeperCluster, inputs: StatusInputs<'_>) -> ZooKeeperClus
     .collect();
     conditions.sort_by(|a, b| a.type_.cmp(&b.type_));
 
+    let running_versions: std::collections::BTreeSet<&str> =
+        serving.iter().filter_map(|m| m.version.as_deref()).collect();
+    let version = if running_versions.is_empty() {
+        previous.version.clone()
+    } else {
+        Some(running_versions.into_iter().collect::<Vec<_>>().join(", "))
+    };
+    let leader_zxid = leader.and_then(|l| l.zxid);
+    let operation_now = operation.map(|o| o.kind.as_str());
+    let last_operation = match previous.operation.as_deref() {
+        Some(ended) if operation_now != Some(ended) => Some(LastOperation {
+            kind: ended.to_string(),
+            outcome: if down.is_empty() {
+                "Succeeded".to_string()
+            } else {
+                format!("ended with members not serving: {down_text}")
+            },
+            finished_at: inputs.now.0.to_string(),
+        }),
+        _ => previous.last_operation.clone(),
+    };
+
     let status_members: Vec<MemberStatus> = members
         .iter()
         .map(|m| MemberStatus {
@@ -206,6 +241,7 @@ pub fn compute(zk: &ZooKeeperCluster, inputs: StatusInputs<'_>) -> ZooKeeperClus
             },
             restarts: m.restarts,
             up_to_date: m.up_to_date,
+            version: m.version.clone(),
         })
         .collect();
 
@@ -215,14 +251,22 @@ pub fn compute(zk: &ZooKeeperCluster, inputs: StatusInputs<'_>) -> ZooKeeperClus
         replicas: i32::try_from(members.iter().filter(|m| m.state != MemberState::Missing).count()).unwrap_or(i32::MAX),
         ready_replicas: i32::try_from(serving.len()).unwrap_or(i32::MAX),
         leader: leader.map(|l| l.pod.clone()),
-        version: Some(zk.spec.version.clone()),
+        version,
+        voters: inputs
+            .voters
+            .map(|v| i32::try_from(v).unwrap_or(i32::MAX))
+            .or(previous.voters),
+        epoch: leader_zxid
+            .map(|z| i64::try_from(z >> 32).unwrap_or(i64::MAX))
+            .or(previous.epoch),
         selector: Some(inputs.selector),
         members: status_members,
-        operation: inputs.operation.map(|o| o.kind.clone()),
-        operation_step: inputs.operation.map(|o| o.step.clone()),
+        operation: operation.map(|o| o.kind.clone()),
+        operation_step: operation.map(|o| o.step.clone()),
         message: Some(message),
         ensemble_state: Some(state_name(inputs.ensemble_state).to_string()),
         tls: inputs.tls,
+        last_operation,
     }
 }
 
@@ -308,6 +352,8 @@ mod tests {
             down_since: None,
             cause: None,
             restarts: 0,
+            version: serving.map(|_| "3.9.4".to_string()),
+            zxid: serving.map(|_| 0x2_0000_0010),
         }
     }
 
@@ -333,8 +379,85 @@ mod tests {
             ensemble_state: EnsembleState::Existing,
             tls: None,
             selector: "sel".into(),
+            voters: Some(3),
             now,
         }
+    }
+
+    #[test]
+    fn status_says_what_members_run_and_how_the_last_operation_ended() {
+        let mut zk = cluster(3);
+        let sts = rolled_out(3);
+        let mut members: Vec<_> = (0..3)
+            .map(|i| {
+                member(
+                    i,
+                    Some(if i == 0 {
+                        ServingRole::Leader
+                    } else {
+                        ServingRole::Follower
+                    }),
+                )
+            })
+            .collect();
+        members[2].version = Some("3.8.3".into());
+        zk.status = Some(ZooKeeperClusterStatus {
+            operation: Some("RollingRestart".into()),
+            ..Default::default()
+        });
+        let s = compute(&zk, inputs(&members, &sts, now()));
+        assert_eq!(s.version.as_deref(), Some("3.8.3, 3.9.4"), "read from the members");
+        assert_eq!(s.voters, Some(3));
+        assert_eq!(s.epoch, Some(2));
+        assert_eq!(s.members[2].version.as_deref(), Some("3.8.3"));
+        let ended = s.last_operation.clone().unwrap();
+        assert_eq!(
+            (ended.kind.as_str(), ended.outcome.as_str()),
+            ("RollingRestart", "Succeeded")
+        );
+
+        // Later reconciles keep it.
+        zk.status = Some(s);
+        let kept = compute(&zk, inputs(&members, &sts, now()));
+        assert_eq!(kept.last_operation, zk.status.as_ref().unwrap().last_operation);
+
+        // The planner has taken its last step but a member it restarted does not serve yet:
+        // the operation goes on until it does.
+        zk.status.as_mut().unwrap().operation = Some("ScaleUp".into());
+        members[1].state = MemberState::Running;
+        let s = compute(&zk, inputs(&members, &sts, now()));
+        assert_eq!(s.operation.as_deref(), Some("ScaleUp"));
+        assert!(s.operation_step.as_deref().unwrap().contains("zk-1"), "{s:?}");
+        assert_eq!(s.last_operation, kept.last_operation);
+        // ... or until it is stuck, which ends it and says so.
+        let stuck = vec!["zk-1".to_string()];
+        let mut with_stuck = inputs(&members, &sts, now());
+        with_stuck.stuck = &stuck;
+        let s = compute(&zk, with_stuck);
+        let ended = s.last_operation.unwrap();
+        assert_eq!(ended.kind, "ScaleUp");
+        assert!(ended.outcome.contains("zk-1"), "{}", ended.outcome);
+        assert_eq!(s.operation, None);
+    }
+
+    #[test]
+    fn status_does_not_change_with_every_write() {
+        // Each status write starts a reconcile: a status that followed the zxid would never rest.
+        let zk = cluster(3);
+        let sts = rolled_out(3);
+        let members_at = |zxid: u64| -> Vec<MemberObservation> {
+            (0..3)
+                .map(|i| {
+                    let mut m = member(i, Some(if i == 0 { ServingRole::Leader } else { ServingRole::Follower }));
+                    m.zxid = Some(zxid + u64::from(i));
+                    m
+                })
+                .collect()
+        };
+        let first = compute(&zk, inputs(&members_at(0x2_0000_0010), &sts, now()));
+        let later = compute(&zk, inputs(&members_at(0x2_0000_0999), &sts, now()));
+        assert_eq!(first, later);
+        assert_eq!(first.epoch, Some(2));
     }
 
     fn get<'a>(s: &'a ZooKeeperClusterStatus, kind: &str) -> &'a Condition {

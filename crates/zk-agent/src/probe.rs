@@ -10,9 +10,19 @@ pub use vocabulary::ServingRole as ServingMode;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SrvrState {
     /// In a quorum and serving clients.
-    Serving { mode: ServingMode, zxid: Option<u64> },
+    Serving(Serving),
     /// Running but not serving: looking for a leader, or syncing.
     NotServing,
+}
+
+/// A serving member, as `srvr` describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Serving {
+    pub mode: ServingMode,
+    /// The last transaction it has seen; its upper 32 bits are the leader's epoch.
+    pub zxid: Option<u64>,
+    /// The ZooKeeper release it runs (`3.9.4`), from `Zookeeper version: 3.9.4-<commit>, built on ...`.
+    pub version: Option<String>,
 }
 
 /// Sends a four-letter word and returns the whole reply.
@@ -44,18 +54,28 @@ pub fn parse_srvr(reply: &str) -> Result<SrvrState, String> {
         None => return Err(format!("srvr reply has no Mode line: {reply:?}")),
     };
     let zxid = field("Zxid:").and_then(|z| u64::from_str_radix(z.trim_start_matches("0x"), 16).ok());
-    Ok(SrvrState::Serving { mode, zxid })
+    let version = field("Zookeeper version:")
+        .and_then(|v| v.split([',', '-']).next())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(String::from);
+    Ok(SrvrState::Serving(Serving { mode, zxid, version }))
 }
 
-/// Ready means serving in a quorum as leader, follower or observer: not merely "the JVM answers".
-pub fn ready(address: &str, timeout: Duration) -> Result<ServingMode, String> {
+/// `srvr`, asked in plaintext: serving (with role, zxid and version) or not, and why not.
+pub fn srvr(address: &str, timeout: Duration) -> Result<Serving, String> {
     let reply = four_letter_word(address, "srvr", timeout).map_err(|e| format!("srvr to {address}: {e}"))?;
     match parse_srvr(&reply)? {
-        SrvrState::Serving { mode, .. } => Ok(mode),
+        SrvrState::Serving(serving) => Ok(serving),
         SrvrState::NotServing => Err(format!(
             "{address} is running but not serving: no quorum yet, or still syncing"
         )),
     }
+}
+
+/// Ready means serving in a quorum as leader, follower or observer: not merely "the JVM answers".
+pub fn ready(address: &str, timeout: Duration) -> Result<ServingMode, String> {
+    srvr(address, timeout).map(|s| s.mode)
 }
 
 /// Live means the server process answers on its client port, whether or not it has a quorum:
@@ -75,14 +95,15 @@ mod tests {
 
     #[test]
     fn parses_srvr_replies() {
-        let leader = "Zookeeper version: 3.9.4\nLatency min/avg/max: 0/0.0/0\nReceived: 3\nSent: 2\n\
+        let leader = "Zookeeper version: 3.9.4-7246445ec281f3dbf53dc54e970c914f39713903, built on 2025-08-19 19:53 UTC\nLatency min/avg/max: 0/0.0/0\nReceived: 3\nSent: 2\n\
                       Connections: 1\nOutstanding: 0\nZxid: 0x100000002\nMode: leader\nNode count: 5\n";
         assert_eq!(
             parse_srvr(leader).unwrap(),
-            SrvrState::Serving {
+            SrvrState::Serving(Serving {
                 mode: ServingMode::Leader,
-                zxid: Some(0x1_0000_0002)
-            }
+                zxid: Some(0x1_0000_0002),
+                version: Some("3.9.4".into()),
+            })
         );
         assert_eq!(
             parse_srvr("This ZooKeeper instance is not currently serving requests\n").unwrap(),

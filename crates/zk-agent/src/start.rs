@@ -73,7 +73,12 @@ pub fn prepare(opts: &StartOptions) -> Result<Prepared, AgentError> {
     })?;
     check_myid(&zk_data_dir, myid)?;
 
+    let dns_started = std::time::Instant::now();
     wait_for_dns(opts, &membership, myid)?;
+    log(&format!(
+        "DNS: this member's name and a quorum of peers' resolve (waited {:.1}s)",
+        dns_started.elapsed().as_secs_f64()
+    ));
 
     let data = guard::data_state(&zk_data_dir).map_err(AgentError::io(format!("reading {}", zk_data_dir.display())))?;
     if opts.tls.phase.secure_clients() {
@@ -127,7 +132,10 @@ pub fn prepare(opts: &StartOptions) -> Result<Prepared, AgentError> {
                 "{reason}: this member will not vote until it has synced from the leader"
             ));
         }
-        StartMode::Recover => remove_if_present(&marker)?,
+        StartMode::Recover => {
+            remove_if_present(&marker)?;
+            log("the data directory holds a database: this member recovers from it and votes as before");
+        }
     }
     log(&format!(
         "server.{myid} ({}-{}) configured from {source}: {} members, config {}",

@@ -158,6 +158,17 @@ impl TlsClient {
         Ok(String::from_utf8_lossy(&reply).into_owned())
     }
 
+    /// `srvr` over TLS, as `probe::srvr` asks it in plaintext.
+    pub fn srvr(&self, address: &str, server_name: &str, timeout: Duration) -> Result<crate::probe::Serving, String> {
+        let reply = self
+            .four_letter_word(address, server_name, "srvr", timeout)
+            .map_err(|e| format!("srvr over TLS to {address}: {e}"))?;
+        match crate::probe::parse_srvr(&reply)? {
+            crate::probe::SrvrState::Serving(serving) => Ok(serving),
+            crate::probe::SrvrState::NotServing => Err(format!("{address} is running but not serving")),
+        }
+    }
+
     /// `srvr` over TLS: the member's serving role, as `probe::ready` answers in plaintext.
     pub fn ready(
         &self,
@@ -165,13 +176,7 @@ impl TlsClient {
         server_name: &str,
         timeout: Duration,
     ) -> Result<crate::probe::ServingMode, String> {
-        let reply = self
-            .four_letter_word(address, server_name, "srvr", timeout)
-            .map_err(|e| format!("srvr over TLS to {address}: {e}"))?;
-        match crate::probe::parse_srvr(&reply)? {
-            crate::probe::SrvrState::Serving { mode, .. } => Ok(mode),
-            crate::probe::SrvrState::NotServing => Err(format!("{address} is running but not serving")),
-        }
+        self.srvr(address, server_name, timeout).map(|s| s.mode)
     }
 }
 
