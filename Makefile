@@ -9,6 +9,8 @@
 #   make bench         benchmark: operator vs a plain StatefulSet, on the local cluster
 #   make bench-day2    benchmark: write stalls during day-2 operations, on the local cluster
 #   make chaos         the fault-injection suite in randomized repeated rounds (CHAOS_ROUNDS=3)
+#   make test-rules    the alert rules' unit tests (promtool, built from Prometheus' Go module)
+#   make prometheus    Prometheus on the local cluster (see cluster/cluster.mk)
 #   make cluster       local kind cluster (see cluster/cluster.mk)
 
 ZOOKEEPER_VERSION ?= 3.9.4
@@ -18,7 +20,7 @@ IMAGE ?= $(IMAGE_REPO):$(ZOOKEEPER_VERSION)
 
 export ZK_TEST_ZOOKEEPER_HOME := $(CURDIR)/build/zookeeper-$(ZOOKEEPER_VERSION)
 
-.PHONY: prereqs all build lint test test-rust test-image image images zookeeper-dist bench-agent clean crd check-crd install demo e2e bench bench-day2 chaos
+.PHONY: prereqs all build lint test test-rust test-rules test-image image images zookeeper-dist bench-agent clean crd check-crd install demo e2e bench bench-day2 chaos
 
 all: build
 
@@ -36,11 +38,16 @@ lint:
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --quiet -- -D warnings
 
-test: prereqs lint check-crd test-rust test-image test-cluster e2e
+test: prereqs lint check-crd test-rules test-rust test-image test-cluster e2e
 
 # The ensemble tests start JVMs; two tests at a time fit two cores.
 test-rust: zookeeper-dist
 	cargo test --workspace --exclude e2e -- --test-threads=2
+
+# promtool from the same Go module build as the local cluster's Prometheus (cached after the first).
+test-rules:
+	cluster/build-bins.sh prometheus
+	cluster/promtool.sh test rules deploy/monitoring/zookeeper-rules.test.yaml
 
 # The CRD is generated from crates/api; the committed copy must match.
 crd:
@@ -56,8 +63,9 @@ install: prereqs cluster docker
 demo: install
 	scripts/demo.sh
 
-# One test at a time: each runs a whole ensemble on a two-core machine.
-e2e: install
+# One test at a time: each runs a whole ensemble on a two-core machine. Prometheus is there for
+# the observability test.
+e2e: install prometheus
 	cargo test -p e2e -- --test-threads=1
 
 chaos: install

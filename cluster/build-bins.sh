@@ -2,7 +2,7 @@
 # Build every binary the cluster needs from Go modules (and pause from C),
 # into $BIN_CACHE/<name>-<version>/. A finished dir is never rebuilt.
 #
-#   cluster/build-bins.sh [kubernetes|etcd|coredns|crictl|kind|helm|local-path|kube-router|pause ...]
+#   cluster/build-bins.sh [kubernetes|etcd|coredns|crictl|kind|helm|local-path|kube-router|pause|prometheus ...]
 #
 # Each Go program is built through a small wrapper module in $CACHE/src/<name>:
 # it requires the upstream module at the pinned version and `replace`s the
@@ -12,6 +12,7 @@
 
 # go_wrapper NAME VERSION 'ldflags' PKG... ; go.mod body on stdin
 # (require/replace lines); optional extra files already in $CACHE/src/NAME.
+# GO_TAGS (optional): build tags, comma-separated.
 go_wrapper() {
   local name=$1 version=$2 ldflags=$3; shift 3
   local out=$BIN_CACHE/$name-$version
@@ -25,10 +26,12 @@ go_wrapper() {
   fi
   log "$name $version: resolving modules"
   (cd "$src" && go mod tidy)
-  log "$name $version: building $*"
+  local tags=()
+  if [ -n "${GO_TAGS:-}" ]; then tags=(-tags "$GO_TAGS"); fi
+  log "$name $version: building $*${GO_TAGS:+ (tags $GO_TAGS)}"
   local start=$SECONDS tmp=$out.tmp.$$
   rm -rf "$tmp"; mkdir -p "$tmp"
-  (cd "$src" && go build -ldflags "-s -w $ldflags" -o "$tmp/" "$@")
+  (cd "$src" && go build "${tags[@]}" -ldflags "-s -w $ldflags" -o "$tmp/" "$@")
   commit_cache "$tmp" "$out"
   log "$name $version: built in $((SECONDS - start))s"
 }
@@ -112,6 +115,24 @@ build_kube_router() {
       github.com/cloudnativelabs/kube-router/v2/cmd/kube-router
 }
 
+# Prometheus server and promtool. The module's v0.3MM.P is Prometheus 3.MM.P (its VERSION file).
+# Only Kubernetes service discovery is compiled in (plugins/: remove_all_sd + enable_<name>_sd;
+# file and http SD are always there). No web UI: its assets are embedded only with the
+# builtinassets tag and built by npm, which the module does not ship; the HTTP API is complete.
+# The module proxy gives no commit, so Revision is the module version; the build date is the
+# module's publication time, so that the same version always gives the same binary.
+build_prometheus() {
+  local v=$PROMETHEUS_VERSION mod=github.com/prometheus/prometheus
+  [ -d "$BIN_CACHE/prometheus-$v" ] && { log "prometheus $v: cached"; return; }
+  go mod download "$mod@$v"
+  local published pkg=github.com/prometheus/common/version ld
+  published=$(sed -n 's/.*"Time":"\([^"]*\)".*/\1/p' "$GOMODCACHE/cache/download/$mod/@v/$v.info")
+  ld="-X $pkg.Version=$(cat "$GOMODCACHE/$mod@$v/VERSION") -X $pkg.Revision=$v -X $pkg.Branch=HEAD"
+  ld+=" -X $pkg.BuildUser=zk-on-k8s -X $pkg.BuildDate=$(date -u -d "$published" +%Y%m%d-%H:%M:%S)"
+  echo "require $mod $v" |
+    GO_TAGS=remove_all_sd,enable_kubernetes_sd go_wrapper prometheus "$v" "$ld" $mod/cmd/prometheus $mod/cmd/promtool
+}
+
 build_pause() {
   local out=$BIN_CACHE/pause-$PAUSE_IMAGE_TAG
   [ -d "$out" ] && { log "pause: cached"; return; }
@@ -127,6 +148,8 @@ link_tools() {
   ln -sf "../kind-$KIND_VERSION/kind" "$BIN_CACHE/tools/kind"
   ln -sf "../kubernetes-$K8S_VERSION/kubectl" "$BIN_CACHE/tools/kubectl"
   [ -x "$BIN_CACHE/helm-$HELM_VERSION/helm" ] && ln -sf "../helm-$HELM_VERSION/helm" "$BIN_CACHE/tools/helm"
+  [ -x "$BIN_CACHE/prometheus-$PROMETHEUS_VERSION/promtool" ] &&
+    ln -sf "../prometheus-$PROMETHEUS_VERSION/promtool" "$BIN_CACHE/tools/promtool"
   true
 }
 
@@ -142,6 +165,7 @@ for w in $what; do
     kube-router) build_kube_router ;;
     pause) build_pause ;;
     crictl) build_crictl ;;
+    prometheus) build_prometheus ;;
     *) echo "unknown: $w" >&2; exit 2 ;;
   esac
 done

@@ -6,8 +6,11 @@
 #   make cluster-down             delete it
 #   make test-cluster             check the cluster does what the project needs
 #   make load-image IMAGE=name:tag  load a local image into the cluster's nodes
+#   make prometheus               Prometheus in namespace monitoring scraping ZooKeeper and the
+#                                 operator, API on NodePort 30080; promtool on the host
+#                                 (RULES_FILE=path: the rules it loads)
 
-.PHONY: docker cluster cluster-down test-cluster load-image
+.PHONY: docker cluster cluster-down test-cluster load-image prometheus
 
 docker:
 	scripts/docker-up.sh
@@ -26,3 +29,7 @@ test-cluster: cluster
 load-image:
 	@test -n "$(IMAGE)" || { echo "usage: make load-image IMAGE=name:tag" >&2; exit 2; }
 	cluster/load-image.sh $(IMAGE)
+
+# depends on cluster: creates it if it is not up (a second or so if it is)
+prometheus: cluster
+	cluster/prometheus.sh

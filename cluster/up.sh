@@ -24,24 +24,48 @@ done
 ctx=kind-$CLUSTER_NAME
 
 # Docker hands out container addresses afresh when its daemon restarts (with the machine), but
-# etcd, the API server and each kubelet keep the address the node had when it joined. Put every
-# node back on the address its kubelet was given (--node-ip), pinned so that Docker keeps it.
-repin_node_addresses() {
-  local nodes node want have moved=()
+# etcd, the API server and each kubelet keep the address the node had when it joined
+# (--node-ip). Stopped nodes are started in the order of those addresses (Docker gives a
+# network's free addresses out in order); a node that still ends up elsewhere is moved back,
+# pinned, where the network lets addresses be chosen. Nodes already on their address are left
+# alone: nothing is stopped on a healthy cluster.
+node_address() { docker inspect -f '{{with index .NetworkSettings.Networks "kind"}}{{.IPAddress}}{{end}}' "$1"; }
+restore_node_addresses() {
+  local nodes node want moved=() stopped
   nodes=$(docker ps -aq --filter "label=io.x-k8s.kind.cluster=$CLUSTER_NAME" | xargs -r docker inspect -f '{{.Name}}' | tr -d /)
   declare -A wanted
   for node in $nodes; do
     want=$(docker cp "$node:/var/lib/kubelet/kubeadm-flags.env" - 2>/dev/null | grep -ao -- '--node-ip=[0-9.]*' | cut -d= -f2 || true)
-    have=$(docker inspect -f '{{with index .NetworkSettings.Networks "kind"}}{{with .IPAMConfig}}{{.IPv4Address}}{{end}}{{end}}' "$node")
-    [[ -n $want && $want != "$have" ]] && { wanted[$node]=$want; moved+=("$node"); }
+    [[ -n $want ]] && wanted[$node]=$want
+  done
+  in_address_order() { for n in "$@"; do echo "${wanted[$n]:-255.255.255.255} $n"; done | sort -V | cut -d' ' -f2; }
+  stopped=$(docker ps -aq --filter "label=io.x-k8s.kind.cluster=$CLUSTER_NAME" --filter status=exited --filter status=created |
+    xargs -r docker inspect -f '{{.Name}}' | tr -d /)
+  if [[ -n $stopped ]]; then
+    log "starting stopped nodes of $CLUSTER_NAME in the order of their addresses: $(in_address_order $stopped | xargs)"
+    for node in $(in_address_order $stopped); do docker start "$node" >/dev/null; done
+  fi
+  for node in $nodes; do
+    [[ -n ${wanted[$node]:-} && $(node_address "$node") != "${wanted[$node]}" ]] && moved+=("$node")
   done
   (( ${#moved[@]} )) || return 0
-  log "pinning node addresses to the ones the cluster was built with: $(for n in "${moved[@]}"; do printf '%s=%s ' "$n" "${wanted[$n]}"; done)"
+  log "nodes on other addresses than the cluster was built with: $(for n in "${moved[@]}"; do printf '%s has %s, wants %s; ' "$n" "$(node_address "$n")" "${wanted[$n]}"; done)"
   docker stop $nodes >/dev/null
   for node in "${moved[@]}"; do
     docker network disconnect kind "$node" >/dev/null
-    docker network connect --ip "${wanted[$node]}" kind "$node"
+    if ! docker network connect --ip "${wanted[$node]}" kind "$node" 2>/dev/null; then
+      # This Docker lets addresses be chosen only on networks whose subnet was set by hand.
+      docker network connect kind "$node"
+    fi
   done
+  for node in $(in_address_order $nodes); do docker start "$node" >/dev/null; done
+  moved=()
+  for node in $nodes; do
+    [[ -n ${wanted[$node]:-} && $(node_address "$node") != "${wanted[$node]}" ]] && moved+=("$node")
+  done
+  (( ${#moved[@]} == 0 )) ||
+    die "nodes ${moved[*]} could not get back the addresses the cluster was built with; the cluster cannot work" \
+        "on new ones: rebuild it with 'make cluster-down cluster' (this deletes every ensemble and volume in it)"
 }
 if kind get clusters 2>/dev/null | grep -qx "$CLUSTER_NAME"; then
   # A cluster is never deleted behind the user's back: it holds their ensembles and volumes.
@@ -52,12 +76,7 @@ if kind get clusters 2>/dev/null | grep -qx "$CLUSTER_NAME"; then
     log "note: cluster $CLUSTER_NAME runs node image $current, not the current $node_image;" \
         "run 'make cluster-down cluster' to rebuild it (this deletes every ensemble and volume in it)"
   fi
-  repin_node_addresses
-  stopped=$(docker ps -aq --filter "label=io.x-k8s.kind.cluster=$CLUSTER_NAME" --filter status=exited --filter status=created)
-  if [[ -n $stopped ]]; then
-    log "starting stopped nodes of $CLUSTER_NAME: $(docker inspect -f '{{.Name}}' $stopped | tr -d / | xargs)"
-    docker start $stopped >/dev/null
-  fi
+  restore_node_addresses
   # Nodes may also have been restarted by Docker itself (its daemon restarted with the machine).
   # Until each kubelet reports again, the API server may refuse connections and Ready may be
   # the stale value from before: wait for a heartbeat newer than the node's container start.

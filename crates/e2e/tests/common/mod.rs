@@ -74,7 +74,7 @@ impl TestNamespace {
         Api::namespaced(self.client.clone(), &self.name)
     }
 
-    /// Creates a cluster. Unless the spec says who may connect, the namespace's pods and the
+    /// Creates a cluster. Unless the spec says which clients may connect, the namespace's pods and the
     /// nodes may: the tests' workloads come in through a NodePort, from the nodes' addresses.
     pub async fn create_cluster(&self, name: &str, spec: serde_json::Value) -> Result<ZooKeeperCluster, kube::Error> {
         let mut spec = spec;
@@ -82,12 +82,12 @@ impl TestNamespace {
         if spec.pointer("/tls/enabled") != Some(&serde_json::json!(false)) && spec.pointer("/tls/clients").is_none() {
             spec["tls"]["clients"] = serde_json::json!([TEST_CLIENT]);
         }
-        if spec.get("access").is_none() {
+        if spec.pointer("/access/clients").is_none() {
             let mut clients = vec![serde_json::json!({"podSelector": {}})];
             for ip in node_ips(&self.client).await {
                 clients.push(serde_json::json!({"ipBlock": {"cidr": format!("{ip}/32")}}));
             }
-            spec["access"] = serde_json::json!({"clients": clients});
+            spec["access"]["clients"] = serde_json::json!(clients);
         }
         let zk: ZooKeeperCluster = serde_json::from_value(serde_json::json!({
             "apiVersion": "zookeeper.zkop.io/v1alpha1", "kind": "ZooKeeperCluster",
