@@ -203,10 +203,7 @@ async fn version_upgrade_from_3_8_to_3_9() {
     // What people read: the version each member reports running, and how the roll ended.
     assert_eq!(after.version.as_deref(), Some("3.9.4"), "{after:?}");
     assert!(
-        after
-            .members
-            .iter()
-            .all(|m| m.version.as_deref() == Some("3.9.4")),
+        after.members.iter().all(|m| m.version.as_deref() == Some("3.9.4")),
         "{:?}",
         after.members
     );

@@ -20,7 +20,10 @@ const PROMETHEUS_NODE_PORT: u16 = 30080;
 /// Metrics only the kubelet exports, for volumes whose plugin reports statistics: the local
 /// cluster's local-path volumes are hostPath volumes, which report none, so
 /// ZooKeeperDiskNearFull is checked by its unit tests only.
-const KUBELET_VOLUME_METRICS: &[&str] = &["kubelet_volume_stats_available_bytes", "kubelet_volume_stats_capacity_bytes"];
+const KUBELET_VOLUME_METRICS: &[&str] = &[
+    "kubelet_volume_stats_available_bytes",
+    "kubelet_volume_stats_capacity_bytes",
+];
 const PROMETHEUS_NAMESPACE: &str = "monitoring";
 
 fn repo_file(path: &str) -> PathBuf {
@@ -97,9 +100,7 @@ impl Prometheus {
         self.alerts()
             .into_iter()
             .find(|(n, _, labels)| {
-                n == name
-                    && labels["namespace"] == namespace
-                    && extra.is_none_or(|(key, value)| labels[key] == value)
+                n == name && labels["namespace"] == namespace && extra.is_none_or(|(key, value)| labels[key] == value)
             })
             .map(|(_, state, _)| state)
     }
@@ -148,7 +149,9 @@ fn metric_names(expr: &str) -> BTreeSet<String> {
             let rest: String = chars[next..].iter().take(8).collect();
             let call = (next < chars.len() && chars[next] == '(')
                 || (!GROUPINGS.contains(&word.as_str())
-                    && ["by ", "by(", "without ", "without("].iter().any(|g| rest.starts_with(g)));
+                    && ["by ", "by(", "without ", "without("]
+                        .iter()
+                        .any(|g| rest.starts_with(g)));
             if GROUPINGS.contains(&word.as_str()) && call {
                 // Skip the label list.
                 while next < chars.len() && chars[next] != ')' {
@@ -217,7 +220,10 @@ async fn prometheus_scrapes_alerts_fire_and_the_dashboard_has_data() {
 
     // Scraped through service discovery: every member, and the operator naming every member.
     let members = format!(r#"up{{job="zookeeper", namespace="{}", cluster="zk"}} == 1"#, ns.name);
-    let serving = format!(r#"zkop_member_serving{{job="zookeeper-operator", namespace="{}"}} == 1"#, ns.name);
+    let serving = format!(
+        r#"zkop_member_serving{{job="zookeeper-operator", namespace="{}"}} == 1"#,
+        ns.name
+    );
     wait_for(
         Duration::from_secs(120),
         "Prometheus to scrape the three members and the operator",
@@ -228,9 +234,10 @@ async fn prometheus_scrapes_alerts_fire_and_the_dashboard_has_data() {
     tokio::time::sleep(Duration::from_secs(20)).await;
 
     // Every dashboard query returns series for this ensemble.
-    let dashboard: Value =
-        serde_json::from_str(&std::fs::read_to_string(repo_file("deploy/chart/files/zookeeper-dashboard.json")).unwrap())
-            .unwrap();
+    let dashboard: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo_file("deploy/chart/files/zookeeper-dashboard.json")).unwrap(),
+    )
+    .unwrap();
     let substitute = |expr: &str| {
         expr.replace("$namespace", &ns.name)
             .replace("$cluster", "zk")
@@ -264,16 +271,20 @@ async fn prometheus_scrapes_alerts_fire_and_the_dashboard_has_data() {
     eprintln!("dashboard: {checked} panel queries return series");
 
     // Every shipped alert rule is loaded, evaluates without error, and reads metrics that exist.
-    let shipped: serde_yaml::Value = serde_yaml::from_str(
-        &std::fs::read_to_string(repo_file("deploy/chart/files/zookeeper-rules.yaml")).unwrap(),
-    )
-    .unwrap();
+    let shipped: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(repo_file("deploy/chart/files/zookeeper-rules.yaml")).unwrap())
+            .unwrap();
     let shipped: Vec<(String, String)> = shipped["groups"]
         .as_sequence()
         .unwrap()
         .iter()
         .flat_map(|g| g["rules"].as_sequence().unwrap().clone())
-        .map(|r| (r["alert"].as_str().unwrap().to_string(), r["expr"].as_str().unwrap().to_string()))
+        .map(|r| {
+            (
+                r["alert"].as_str().unwrap().to_string(),
+                r["expr"].as_str().unwrap().to_string(),
+            )
+        })
         .collect();
     let known: BTreeSet<String> = prometheus
         .get("/api/v1/label/__name__/values", &[])
@@ -290,9 +301,9 @@ async fn prometheus_scrapes_alerts_fire_and_the_dashboard_has_data() {
             .flat_map(|g| g["rules"].as_array().unwrap().clone())
             .collect();
         shipped.iter().all(|(name, _)| {
-            loaded
-                .iter()
-                .any(|r| r["name"] == name.as_str() && r["lastEvaluation"].as_str().is_some_and(|t| !t.starts_with("0001")))
+            loaded.iter().any(|r| {
+                r["name"] == name.as_str() && r["lastEvaluation"].as_str().is_some_and(|t| !t.starts_with("0001"))
+            })
         })
     })
     .await;
@@ -315,7 +326,10 @@ async fn prometheus_scrapes_alerts_fire_and_the_dashboard_has_data() {
             );
         }
     }
-    eprintln!("alert rules: {} loaded, evaluated, and read scraped metrics", shipped.len());
+    eprintln!(
+        "alert rules: {} loaded, evaluated, and read scraped metrics",
+        shipped.len()
+    );
 
     // Nothing fires for a healthy ensemble: the control for what follows.
     tokio::time::sleep(Duration::from_secs(10)).await;
@@ -354,12 +368,11 @@ async fn prometheus_scrapes_alerts_fire_and_the_dashboard_has_data() {
     })
     .await;
     let synced = format!(r#"max(synced_followers{{job="zookeeper", namespace="{}"}})"#, ns.name);
-    wait_for(Duration::from_secs(60), "the leader to count one synced follower", || async {
-        prometheus
-            .query(&synced)
-            .first()
-            .is_some_and(|s| s["value"][1] == "1")
-    })
+    wait_for(
+        Duration::from_secs(60),
+        "the leader to count one synced follower",
+        || async { prometheus.query(&synced).first().is_some_and(|s| s["value"][1] == "1") },
+    )
     .await;
 
     // Both alerts fire within their `for` (1 minute) plus a scrape and an evaluation.
@@ -372,7 +385,10 @@ async fn prometheus_scrapes_alerts_fire_and_the_dashboard_has_data() {
             ("ZooKeeperQuorumAtRisk", None),
         ] {
             if !fired.contains(alert) && prometheus.alert_state(alert, &ns.name, extra).as_deref() == Some("firing") {
-                eprintln!("{alert} firing {:.0} s after {stopped} was stopped", stopped_at.elapsed().as_secs_f64());
+                eprintln!(
+                    "{alert} firing {:.0} s after {stopped} was stopped",
+                    stopped_at.elapsed().as_secs_f64()
+                );
                 fired.insert(alert);
             }
         }
@@ -394,7 +410,9 @@ async fn prometheus_scrapes_alerts_fire_and_the_dashboard_has_data() {
     ns.wait_settled("zk", 3).await;
     wait_for(Duration::from_secs(120), "the alerts to clear", || async {
         prometheus.alert_state("ZooKeeperMemberDown", &ns.name, None).is_none()
-            && prometheus.alert_state("ZooKeeperQuorumAtRisk", &ns.name, None).is_none()
+            && prometheus
+                .alert_state("ZooKeeperQuorumAtRisk", &ns.name, None)
+                .is_none()
     })
     .await;
     eprintln!(

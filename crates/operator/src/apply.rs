@@ -1,6 +1,7 @@
 //! Apply: bring the cluster's objects to the desired state by server-side apply, in the order
 //! the members need them; grow volumes; drop configuration revisions no pod runs any more.
 
+use crate::applied;
 use crate::controller::{Context, MANAGER};
 use crate::error::{named, object_name, At, Error, Stage};
 use crate::events::EventType;
@@ -8,15 +9,15 @@ use crate::observe::Observation;
 use crate::resources::{self, Desired, Names, CONFIG_REVISION_LABEL};
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret};
 use k8s_openapi::NamespaceResourceScope;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::fmt::Debug;
+use std::time::Instant;
 use zkop_api::ZooKeeperCluster;
 
-/// Applies every desired object; returns the super user's password (the admin Secret is created
-/// with a new one the first time).
+/// Applies every desired object that is not already as wanted; returns how many were written.
 pub async fn apply(
     ctx: &Context,
     zk: &ZooKeeperCluster,
@@ -24,73 +25,104 @@ pub async fn apply(
     desired: &Desired,
     secrets: &[Secret],
     observation: &Observation,
-) -> Result<String, Error> {
-    let client = &ctx.client;
+) -> Result<usize, Error> {
     let owner = zk.uid().unwrap_or_default();
-    let password = match &observation.admin_secret {
+    match &observation.admin_secret {
         Some(secret) if !controlled_by(&secret.metadata, &owner) => {
             return Err(Error::NameClash {
                 object: named::<Secret>(&names.namespace, &names.admin_secret()),
             })
         }
-        Some(secret) => crate::observe::admin_password(secret).unwrap_or_default(),
-        None => create_admin_secret(ctx, zk, names).await?,
-    };
-    apply_one(client, &desired.service_account, &owner).await?;
-    apply_one(client, &desired.headless_service, &owner).await?;
-    apply_one(client, &desired.client_service, &owner).await?;
+        Some(_) => {}
+        None => {
+            create_admin_secret(ctx, zk, names).await?;
+        }
+    }
+    let observed_config_map = observation.config_map.as_ref().map(|c| &c.metadata);
+    let observed_statefulset = observation.statefulset.as_ref().map(|s| &s.metadata);
+    let mut written = 0;
+    written += apply_one(ctx, &desired.service_account, &owner, None).await?;
+    written += apply_one(ctx, &desired.headless_service, &owner, None).await?;
+    written += apply_one(ctx, &desired.client_service, &owner, None).await?;
     // Before the StatefulSet: a member added by this reconcile must find itself in the members
     // file, and a new template's configuration must exist before a pod mounts it.
-    apply_one(client, &desired.config_map, &owner).await?;
-    apply_one(client, &desired.revision_config_map, &owner).await?;
+    written += apply_one(ctx, &desired.config_map, &owner, observed_config_map).await?;
+    written += apply_one(ctx, &desired.revision_config_map, &owner, None).await?;
     // Before the StatefulSet: its pods mount the member certificate.
     for secret in secrets {
-        apply_one(client, secret, &owner).await?;
+        let observed = [&observation.tls.authority_secret, &observation.tls.member_secret]
+            .into_iter()
+            .flatten()
+            .chain(observation.tls.client_secrets.values())
+            .find(|s| s.metadata.name == secret.metadata.name)
+            .map(|s| &s.metadata);
+        written += apply_one(ctx, secret, &owner, observed).await?;
     }
-    apply_one(client, &desired.pod_disruption_budget, &owner).await?;
-    apply_one(client, &desired.network_policy, &owner).await?;
-    apply_one(client, &desired.statefulset, &owner).await?;
+    written += apply_one(ctx, &desired.pod_disruption_budget, &owner, None).await?;
+    written += apply_one(ctx, &desired.network_policy, &owner, None).await?;
+    written += apply_one(ctx, &desired.statefulset, &owner, observed_statefulset).await?;
     grow_volumes(ctx, zk, names, &observation.claims).await;
     drop_unused_revisions(ctx, names, desired, observation).await?;
-    Ok(password)
+    Ok(written)
 }
 
 /// Applies `object` unless an object of that name exists that the cluster (`owner`, its UID)
-/// does not control: the operator never takes over what it did not make.
-pub async fn apply_one<K>(client: &kube::Client, object: &K, owner: &str) -> Result<(), Error>
+/// does not control: the operator never takes over what it did not make. Nothing is written
+/// when the last apply of the same object is known to stand (`applied.rs`); `observed` is the
+/// object as this reconcile read it, when it did. Returns 1 when it wrote, 0 when not.
+pub async fn apply_one<K>(ctx: &Context, object: &K, owner: &str, observed: Option<&ObjectMeta>) -> Result<usize, Error>
 where
     K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Serialize + DeserializeOwned + Clone + Debug,
 {
-    let namespace = object.meta().namespace.as_deref().unwrap_or("default");
-    let api: Api<K> = Api::namespaced(client.clone(), namespace);
-    let existing = api
-        .get_metadata_opt(&object.name_any())
-        .await
-        .at(Stage::Apply, object_name(object))?;
-    if existing.is_some_and(|e| !controlled_by(&e.metadata, owner)) {
-        return Err(Error::NameClash {
-            object: object_name(object),
-        });
+    let key = object_name(object);
+    let digest = applied::digest(object);
+    let observed_version = observed.and_then(|m| m.resource_version.as_deref());
+    if ctx.applied.unchanged(&key, &digest, observed_version, Instant::now()) {
+        return Ok(0);
     }
-    api.patch(
-        &object.name_any(),
-        &PatchParams::apply(MANAGER).force(),
-        &Patch::Apply(object),
-    )
-    .await
-    .at(Stage::Apply, object_name(object))?;
-    Ok(())
+    let namespace = object.meta().namespace.as_deref().unwrap_or("default");
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
+    let existing = match observed {
+        Some(meta) => Some(meta.clone()),
+        None => api
+            .get_metadata_opt(&object.name_any())
+            .await
+            .at(Stage::Apply, &key)?
+            .map(|m| m.metadata),
+    };
+    if existing.is_some_and(|e| !controlled_by(&e, owner)) {
+        ctx.applied.forget(&key);
+        return Err(Error::NameClash { object: key });
+    }
+    let result = api
+        .patch(
+            &object.name_any(),
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(object),
+        )
+        .await;
+    match result {
+        Ok(written) => {
+            ctx.applied
+                .record(&key, digest, written.meta().resource_version.clone(), Instant::now());
+            Ok(1)
+        }
+        Err(error) => {
+            ctx.applied.forget(&key);
+            Err(error).at(Stage::Apply, key)
+        }
+    }
 }
 
 /// The object's controller is the cluster with this UID.
-pub fn controlled_by(meta: &kube::api::ObjectMeta, owner: &str) -> bool {
+pub fn controlled_by(meta: &ObjectMeta, owner: &str) -> bool {
     meta.owner_references
         .iter()
         .flatten()
         .any(|r| r.controller == Some(true) && r.uid == owner)
 }
 
-async fn create_admin_secret(ctx: &Context, zk: &ZooKeeperCluster, names: &Names) -> Result<String, Error> {
+async fn create_admin_secret(ctx: &Context, zk: &ZooKeeperCluster, names: &Names) -> Result<(), Error> {
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &names.namespace);
     let object = named::<Secret>(&names.namespace, &names.admin_secret());
     let password = crate::ensemble::new_password().map_err(|e| Error::Kube {
@@ -102,14 +134,14 @@ async fn create_admin_secret(ctx: &Context, zk: &ZooKeeperCluster, names: &Names
         .create(&PostParams::default(), &resources::admin_secret(zk, &password))
         .await
     {
-        Ok(_) => Ok(password),
+        Ok(_) => Ok(()),
         // Created meanwhile by another reconcile: use that one.
         Err(kube::Error::Api(status)) if status.code == 409 => {
             let secret = secrets.get(&names.admin_secret()).await.at(Stage::Apply, &object)?;
             if !controlled_by(&secret.metadata, &zk.uid().unwrap_or_default()) {
                 return Err(Error::NameClash { object });
             }
-            Ok(crate::observe::admin_password(&secret).unwrap_or_default())
+            Ok(())
         }
         Err(error) => Err(error).at(Stage::Apply, object),
     }
@@ -150,6 +182,15 @@ async fn drop_unused_revisions(
     desired: &Desired,
     observation: &Observation,
 ) -> Result<(), Error> {
+    // Only when the revision in use or the pods' revisions changed (or at the resync).
+    let key = format!("revisions {}/{}", names.namespace, names.cluster);
+    let wanted = applied::digest(&(
+        desired.revision_config_map.name_any(),
+        &observation.revision_config_maps_in_use,
+    ));
+    if ctx.applied.unchanged(&key, &wanted, None, Instant::now()) {
+        return Ok(());
+    }
     let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &names.namespace);
     let selector = format!("{},{CONFIG_REVISION_LABEL}=true", names.label_selector());
     let revisions = api
@@ -166,6 +207,7 @@ async fn drop_unused_revisions(
             }
         }
     }
+    ctx.applied.record(&key, wanted, None, Instant::now());
     Ok(())
 }
 

@@ -5,6 +5,7 @@
 //! write status and events (`report`). A failure in any stage names the stage and the object,
 //! and becomes a condition and a Warning event.
 
+use crate::applied::AppliedMemo;
 use crate::error::{Error, Stage};
 use crate::events::{EventType, Publisher};
 use crate::metrics::{ClusterLabels, Metrics};
@@ -23,13 +24,19 @@ use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use vocabulary::tls::Phase;
 use zk_agent::guard::EnsembleState;
 use zkop_api::ZooKeeperCluster;
 
 pub const MANAGER: &str = "zookeeper-operator";
+/// Seconds between looks at a settled cluster, at a busy one, and at one whose certificates
+/// are being renewed or rotated.
+const SETTLED_LOOK: u64 = 30;
+const BUSY_LOOK: u64 = 2;
+const TLS_LOOK: u64 = 5;
 /// Every object the operator makes carries this label; it watches nothing else.
 pub const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=zookeeper-operator";
 
@@ -38,6 +45,10 @@ pub struct Context {
     pub settings: OperatorSettings,
     pub events: Publisher,
     pub metrics: Arc<Metrics>,
+    /// What was last applied, so that an unchanged object is not written again.
+    pub applied: AppliedMemo,
+    /// Per cluster: how long to wait before looking again while nothing changes.
+    quiet: Mutex<HashMap<String, Duration>>,
 }
 
 impl Context {
@@ -48,7 +59,33 @@ impl Context {
             client,
             settings,
             metrics,
+            applied: AppliedMemo::default(),
+            quiet: Mutex::default(),
         }
+    }
+
+    /// When to look at a cluster again. Every change of its objects, pods or spec triggers a
+    /// reconcile at once; the timer is for what only polling sees (a member's role, TLS files
+    /// reloaded, a timeout passing). Settled: 30 s. Something was done or changed: 2 s. Waiting
+    /// with nothing changing: 4 s, doubling to 30 s (5 s while certificates change hands).
+    fn next_look(&self, cluster: &str, settled: bool, changed: bool, tls_in_flux: bool) -> Duration {
+        let mut quiet = self.quiet.lock().unwrap_or_else(|e| e.into_inner());
+        if settled || changed {
+            quiet.remove(cluster);
+            return Duration::from_secs(if settled { SETTLED_LOOK } else { BUSY_LOOK });
+        }
+        let cap = Duration::from_secs(if tls_in_flux { TLS_LOOK } else { SETTLED_LOOK });
+        let next = quiet
+            .get(cluster)
+            .map_or(Duration::from_secs(2 * BUSY_LOOK), |d| *d * 2)
+            .min(cap);
+        quiet.insert(cluster.to_string(), next);
+        next
+    }
+
+    fn forget(&self, cluster: &str) {
+        self.quiet.lock().unwrap_or_else(|e| e.into_inner()).remove(cluster);
+        self.applied.forget_matching(cluster);
     }
 
     pub async fn publish(&self, zk: &ZooKeeperCluster, type_: EventType, reason: &str, note: String) {
@@ -212,6 +249,7 @@ async fn reconcile_cluster(zk: &ZooKeeperCluster, ctx: &Context) -> Result<Actio
     if zk.metadata.deletion_timestamp.is_some() {
         // Owner references remove what the cluster owns; volumes follow the retention policy.
         ctx.metrics.forget(&names.namespace, &names.cluster);
+        ctx.forget(&format!("{}/{}", names.namespace, names.cluster));
         return Ok(Action::await_change());
     }
     let now = Timestamp::now();
@@ -294,7 +332,7 @@ async fn reconcile_cluster(zk: &ZooKeeperCluster, ctx: &Context) -> Result<Actio
         .map(|m| resources::tls_secrets(zk, &names, m))
         .unwrap_or_default();
 
-    apply::apply(ctx, zk, &names, &desired, &secrets, &observation).await?;
+    let written = apply::apply(ctx, zk, &names, &desired, &secrets, &observation).await?;
 
     let outcome = match &plan {
         Some((_, step)) => execute::execute(ctx, &names, &observation, step, running_phase.local_plaintext()).await?,
@@ -374,13 +412,38 @@ async fn reconcile_cluster(zk: &ZooKeeperCluster, ctx: &Context) -> Result<Actio
     {
         ctx.publish(zk, type_, reason, note).await;
     }
-    report::write_status(ctx, &names, &status).await?;
+    let status_changed = zk.status.as_ref() != Some(&status);
+    if status_changed {
+        report::write_status(ctx, &names, &status).await?;
+    }
 
     let settled = operation.is_none()
         && status::condition_is_true(Some(&status), status::AVAILABLE)
         && status.ready_replicas == zk.spec.replicas
         && !status::condition_is_true(Some(&status), status::PROGRESSING);
-    let mut requeue = Duration::from_secs(if settled { 30 } else { 2 });
+    let acted = matches!(&plan, Some((_, step)) if !matches!(step, Step::Wait(_) | Step::Idle));
+    let tls_in_flux = material
+        .as_ref()
+        .is_some_and(|m| m.authority.rotation != tls::Rotation::None)
+        || observation.tls.serving_current.0 < observation.tls.serving_current.1;
+    let mut requeue = ctx.next_look(
+        &format!("{}/{}", names.namespace, names.cluster),
+        settled,
+        acted || written > 0 || status_changed,
+        tls_in_flux,
+    );
+    // A member falls due to be declared stuck before then: look again on time.
+    if let Some((view, _)) = &plan {
+        if let Some(due) = view
+            .members
+            .iter()
+            .filter(|m| !m.serves() && m.down_for < view.member_ready_timeout)
+            .map(|m| view.member_ready_timeout - m.down_for)
+            .min()
+        {
+            requeue = requeue.min(due + Duration::from_secs(1));
+        }
+    }
     // A certificate or the authority falls due before then: look again on time.
     if let Some(due) = material.as_ref().and_then(|m| m.next_due) {
         let wait = due

@@ -18,7 +18,13 @@ pub enum Stage {
 }
 
 impl Stage {
-    pub const ALL: [Stage; 5] = [Stage::Decode, Stage::Observe, Stage::Apply, Stage::Execute, Stage::Status];
+    pub const ALL: [Stage; 5] = [
+        Stage::Decode,
+        Stage::Observe,
+        Stage::Apply,
+        Stage::Execute,
+        Stage::Status,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {

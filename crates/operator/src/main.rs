@@ -37,14 +37,14 @@ async fn main() -> std::process::ExitCode {
         tracing::error!(%metrics_address, "ZKOP_METRICS_ADDRESS is not an address:port such as 0.0.0.0:8080");
         return std::process::ExitCode::from(2);
     };
-    let client = match kube::Client::try_default().await {
+    let metrics = Arc::new(Metrics::default());
+    let client = match counting_client(metrics.clone()).await {
         Ok(client) => client,
         Err(error) => {
             tracing::error!(%error, "cannot reach the Kubernetes API (in a pod: service account; outside: KUBECONFIG)");
             return std::process::ExitCode::FAILURE;
         }
     };
-    let metrics = Arc::new(Metrics::default());
     tokio::spawn({
         let metrics = metrics.clone();
         async move {
@@ -93,6 +93,18 @@ async fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// The API client, every request counted in `zkop_kubernetes_requests_total`.
+async fn counting_client(metrics: Arc<Metrics>) -> Result<kube::Client, kube::Error> {
+    let config = kube::Config::infer().await.map_err(kube::Error::InferConfig)?;
+    let count = tower::util::MapRequestLayer::new(move |request: http::Request<kube::client::Body>| {
+        metrics.api_request(request.method().as_str(), request.uri().query());
+        request
+    });
+    Ok(kube::client::ClientBuilder::try_from(config)?
+        .with_layer(&count)
+        .build())
 }
 
 async fn terminated() {

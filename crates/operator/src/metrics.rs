@@ -11,14 +11,22 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+use std::collections::{BTreeSet, HashMap};
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StageLabel {
     pub stage: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// GET, POST, PATCH, PUT or DELETE.
+    pub method: String,
+    /// A watch (a long-lived GET), or a single request.
+    pub watch: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -57,6 +65,11 @@ pub struct Metrics {
     pub failing: Family<ClusterLabels, Gauge>,
     /// 1 on the replica that holds the leader Lease.
     pub leader: Gauge,
+    /// Requests the operator sent to the Kubernetes API server.
+    pub api_requests: Family<RequestLabels, Counter>,
+    /// The process's resident memory and CPU time, read from /proc when scraped.
+    resident_memory: Gauge,
+    cpu_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
     /// The API server answered recently (for `/readyz`).
     pub api_reachable: AtomicBool,
     /// The members each cluster's `member_serving` holds, so that removed ones can be dropped.
@@ -74,6 +87,24 @@ impl Default for Metrics {
         let stuck_members = Family::<ClusterLabels, Gauge>::default();
         let failing = Family::<ClusterLabels, Gauge>::default();
         let leader = Gauge::default();
+        let api_requests = Family::<RequestLabels, Counter>::default();
+        let resident_memory = Gauge::default();
+        let cpu_seconds = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "kubernetes_requests",
+            "Requests sent to the Kubernetes API server, by method, watches apart",
+            api_requests.clone(),
+        );
+        registry.register(
+            "process_resident_memory_bytes",
+            "Resident memory of the operator process",
+            resident_memory.clone(),
+        );
+        registry.register(
+            "process_cpu_seconds",
+            "CPU time the operator process has used (user and system)",
+            cpu_seconds.clone(),
+        );
         registry.register("reconciles", "Reconciles of ZooKeeperClusters", reconciles.clone());
         registry.register(
             "reconcile_failures",
@@ -113,9 +144,9 @@ impl Default for Metrics {
         // Every stage's failure counter exists from the start, so that a rate over it is 0, not
         // absent, until something fails.
         for stage in Stage::ALL {
-            failures.get_or_create(&StageLabel {
+            drop(failures.get_or_create(&StageLabel {
                 stage: stage.as_str().into(),
-            });
+            }));
         }
         Metrics {
             registry,
@@ -127,6 +158,9 @@ impl Default for Metrics {
             stuck_members,
             failing,
             leader,
+            api_requests,
+            resident_memory,
+            cpu_seconds,
             api_reachable: AtomicBool::new(false),
             members_known: Mutex::default(),
         }
@@ -167,7 +201,9 @@ impl Metrics {
         let mut known = self.members_known.lock().unwrap_or_else(|e| e.into_inner());
         let recorded = known.entry((namespace.to_string(), cluster.to_string())).or_default();
         for (member, serving) in members {
-            self.member_serving.get_or_create(&labels(member)).set(i64::from(*serving));
+            self.member_serving
+                .get_or_create(&labels(member))
+                .set(i64::from(*serving));
             recorded.insert(member.clone());
         }
     }
@@ -208,11 +244,38 @@ impl Metrics {
         self.failing.remove(&labels);
     }
 
+    /// Counts a request to the API server.
+    pub fn api_request(&self, method: &str, query: Option<&str>) {
+        let watch = query.is_some_and(|q| q.split('&').any(|p| p == "watch=true" || p == "watch=1"));
+        self.api_requests
+            .get_or_create(&RequestLabels {
+                method: method.to_string(),
+                watch: watch.to_string(),
+            })
+            .inc();
+    }
+
     pub fn encode(&self) -> String {
+        if let Some((resident, cpu)) = process_usage() {
+            self.resident_memory.set(i64::try_from(resident).unwrap_or(i64::MAX));
+            self.cpu_seconds.set(cpu);
+        }
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry).expect("writing to a String");
         text
     }
+}
+
+/// Resident bytes and CPU seconds of this process, from /proc (Linux; pages of 4 KiB and 100
+/// clock ticks a second, as on every Linux the operator runs on).
+fn process_usage() -> Option<(u64, f64)> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let resident_pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some((resident_pages * 4096, ticks as f64 / 100.0))
 }
 
 /// Serves `/metrics`, `/healthz` and `/readyz` on `address` until the process ends.
@@ -304,7 +367,18 @@ mod tests {
             "{text}"
         );
         metrics.set_members("prod", "zk", &[("zk-0".into(), true)]);
-        assert!(!metrics.encode().contains("member=\"zk-1\""), "a member scaled away is forgotten");
+        assert!(
+            !metrics.encode().contains("member=\"zk-1\""),
+            "a member scaled away is forgotten"
+        );
+        metrics.api_request("GET", Some("labelSelector=a&watch=true"));
+        metrics.api_request("PATCH", None);
+        let text = metrics.encode();
+        assert!(
+            text.contains("zkop_kubernetes_requests_total{method=\"GET\",watch=\"true\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("zkop_process_resident_memory_bytes "), "{text}");
         metrics.set_operation("prod", "zk", Some("ScaleUp"));
         metrics.forget("prod", "zk");
         assert!(!metrics.encode().contains("cluster=\"zk\""));

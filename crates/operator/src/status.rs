@@ -448,7 +448,14 @@ mod tests {
         let members_at = |zxid: u64| -> Vec<MemberObservation> {
             (0..3)
                 .map(|i| {
-                    let mut m = member(i, Some(if i == 0 { ServingRole::Leader } else { ServingRole::Follower }));
+                    let mut m = member(
+                        i,
+                        Some(if i == 0 {
+                            ServingRole::Leader
+                        } else {
+                            ServingRole::Follower
+                        }),
+                    );
                     m.zxid = Some(zxid + u64::from(i));
                     m
                 })
