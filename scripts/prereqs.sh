@@ -15,6 +15,7 @@ command -v java >/dev/null || missing_packages+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || missing_packages+=(maven)
 command -v unshare >/dev/null || missing_packages+=(util-linux)
 command -v jq >/dev/null || missing_packages+=(jq)
+command -v openssl >/dev/null || missing_packages+=(openssl) # the image test's TLS checks
 if (( ${#missing_packages[@]} )); then
   log "installing from Debian: ${missing_packages[*]}"
   apt-get update -q >/dev/null

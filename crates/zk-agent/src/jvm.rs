@@ -8,6 +8,21 @@ const HEAP_SHARE_PERCENT: u64 = 50;
 const MIN_HEAP_MIB: u64 = 64;
 /// How long the JVM caches a resolved peer address.
 const DNS_CACHE_SECONDS: u32 = 2;
+/// How long it remembers that a name did not resolve (a pod being recreated).
+const DNS_NEGATIVE_CACHE_SECONDS: u32 = 1;
+/// Security properties the agent writes beside zoo.cfg and gives the JVM.
+pub const DNS_SECURITY_FILE: &str = "dns.security";
+
+/// The JVM's DNS caching as security properties. The JDK's java.security sets
+/// `networkaddress.cache.negative.ttl=10`, which wins over the `sun.net.inetaddr.negative.ttl`
+/// system property: only a security properties file (`-Djava.security.properties`) changes it.
+pub fn dns_security_properties() -> String {
+    format!(
+        "# Written by zk-agent: peers' addresses are cached briefly, so that a member recreated with a\n\
+         # new IP, or whose name did not resolve a moment ago, is found again within seconds.\n\
+         networkaddress.cache.ttl={DNS_CACHE_SECONDS}\nnetworkaddress.cache.negative.ttl={DNS_NEGATIVE_CACHE_SECONDS}\n"
+    )
+}
 
 /// `-Xmx`/`-Xms` for a memory limit, unless the user set the heap in their JVM options.
 pub fn heap_flags(memory_limit_bytes: Option<u64>, user_options: &[String]) -> Vec<String> {
@@ -70,7 +85,10 @@ impl JavaCommand {
             // A pod recreated under the same name has a new IP: peers must not keep connecting
             // to the old one for the JVM's default 30 s of cached DNS answers.
             format!("-Dsun.net.inetaddr.ttl={DNS_CACHE_SECONDS}"),
-            "-Dsun.net.inetaddr.negative.ttl=1".to_string(),
+            format!(
+                "-Djava.security.properties={}",
+                self.config_file.with_file_name(DNS_SECURITY_FILE).display()
+            ),
             "-XX:+ExitOnOutOfMemoryError".to_string(),
             format!("-Dlogback.configurationFile={home}/conf/logback.xml"),
         ]);
@@ -146,6 +164,11 @@ mod tests {
             args.contains(&"-Dsun.net.inetaddr.ttl=2".to_string()),
             "peers' new pod IPs are seen quickly"
         );
+        assert!(
+            args.contains(&"-Djava.security.properties=/data/conf/dns.security".to_string()),
+            "and names that did not resolve are asked again soon: {args:?}"
+        );
+        assert!(dns_security_properties().contains("\nnetworkaddress.cache.negative.ttl=1\n"));
         assert!(args.contains(&"-Dzookeeper.DigestAuthenticationProvider.superDigest=super:abc=".to_string()));
         let user = args.iter().position(|a| a == "-Djute.maxbuffer=4194304").unwrap();
         let guard = args

@@ -120,6 +120,10 @@ pub fn prepare(opts: &StartOptions) -> Result<Prepared, AgentError> {
         write_atomic(&dynamic_file, &membership.render())?;
     }
     write_atomic(&config_file, &static_config.render())?;
+    write_atomic(
+        &conf_dir.join(crate::jvm::DNS_SECURITY_FILE),
+        &crate::jvm::dns_security_properties(),
+    )?;
     let marker = zk_data_dir.join("initialize");
     match &start_mode {
         StartMode::BootstrapEmpty => {
