@@ -8,6 +8,7 @@
 #   make e2e           end-to-end tests of the operator on the local cluster
 #   make bench         benchmark: operator vs a plain StatefulSet, on the local cluster
 #   make bench-day2    benchmark: write stalls during day-2 operations, on the local cluster
+#   make bench-scale   benchmark: the operator's cost with 1-30 real and 100-300 unscheduled clusters
 #   make chaos         the fault-injection suite in randomized repeated rounds (CHAOS_ROUNDS=3)
 #   make test-rules    the alert rules' unit tests (promtool, built from Prometheus' Go module)
 #   make prometheus    Prometheus on the local cluster (see cluster/cluster.mk)
@@ -20,7 +21,7 @@ IMAGE ?= $(IMAGE_REPO):$(ZOOKEEPER_VERSION)
 
 export ZK_TEST_ZOOKEEPER_HOME := $(CURDIR)/build/zookeeper-$(ZOOKEEPER_VERSION)
 
-.PHONY: prereqs all build lint test test-rust test-rules test-image image images zookeeper-dist bench-agent clean crd check-crd install demo e2e bench bench-day2 chaos
+.PHONY: prereqs all build lint test test-rust test-rules test-image image images zookeeper-dist bench-agent clean crd check-crd install demo e2e bench bench-day2 bench-scale chaos
 
 all: build
 
@@ -76,6 +77,9 @@ bench: install
 
 bench-day2: install
 	cargo bench -p e2e --bench day2
+
+bench-scale: install
+	cargo bench -p e2e --bench scale
 
 image: docker
 	image/build.sh $(ZOOKEEPER_VERSION) $(IMAGE)

@@ -99,7 +99,7 @@ async fn main() -> std::process::ExitCode {
 async fn counting_client(metrics: Arc<Metrics>) -> Result<kube::Client, kube::Error> {
     let config = kube::Config::infer().await.map_err(kube::Error::InferConfig)?;
     let count = tower::util::MapRequestLayer::new(move |request: http::Request<kube::client::Body>| {
-        metrics.api_request(request.method().as_str(), request.uri().query());
+        metrics.api_request(request.method().as_str(), request.uri().path(), request.uri().query());
         request
     });
     Ok(kube::client::ClientBuilder::try_from(config)?

@@ -27,6 +27,8 @@ pub struct RequestLabels {
     pub method: String,
     /// A watch (a long-lived GET), or a single request.
     pub watch: String,
+    /// The kind of object, as the API path names it (statefulsets, pods, leases, ...).
+    pub resource: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -245,12 +247,13 @@ impl Metrics {
     }
 
     /// Counts a request to the API server.
-    pub fn api_request(&self, method: &str, query: Option<&str>) {
+    pub fn api_request(&self, method: &str, path: &str, query: Option<&str>) {
         let watch = query.is_some_and(|q| q.split('&').any(|p| p == "watch=true" || p == "watch=1"));
         self.api_requests
             .get_or_create(&RequestLabels {
                 method: method.to_string(),
                 watch: watch.to_string(),
+                resource: resource_of(path).to_string(),
             })
             .inc();
     }
@@ -263,6 +266,22 @@ impl Metrics {
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry).expect("writing to a String");
         text
+    }
+}
+
+/// The resource an API path addresses: `/api/v1/namespaces/ns/pods/p` and `/apis/apps/v1/statefulsets`
+/// name `pods` and `statefulsets`.
+pub fn resource_of(path: &str) -> &str {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let rest = match segments.first() {
+        Some(&"api") => &segments[segments.len().min(2)..],
+        Some(&"apis") => &segments[segments.len().min(3)..],
+        _ => return "other",
+    };
+    match rest {
+        ["namespaces", _, resource, ..] => resource,
+        [resource, ..] => resource,
+        [] => "discovery",
     }
 }
 
@@ -371,13 +390,24 @@ mod tests {
             !metrics.encode().contains("member=\"zk-1\""),
             "a member scaled away is forgotten"
         );
-        metrics.api_request("GET", Some("labelSelector=a&watch=true"));
-        metrics.api_request("PATCH", None);
+        metrics.api_request("GET", "/api/v1/pods", Some("labelSelector=a&watch=true"));
+        metrics.api_request("PATCH", "/apis/apps/v1/namespaces/prod/statefulsets/zk", None);
         let text = metrics.encode();
         assert!(
-            text.contains("zkop_kubernetes_requests_total{method=\"GET\",watch=\"true\"} 1"),
+            text.contains("zkop_kubernetes_requests_total{method=\"GET\",watch=\"true\",resource=\"pods\"} 1"),
             "{text}"
         );
+        assert!(text.contains("resource=\"statefulsets\"} 1"), "{text}");
+        assert_eq!(
+            resource_of("/apis/coordination.k8s.io/v1/namespaces/zkop-system/leases/zookeeper-operator"),
+            "leases"
+        );
+        assert_eq!(
+            resource_of("/apis/zookeeper.zkop.io/v1alpha1/namespaces/p/zookeeperclusters/zk/status"),
+            "zookeeperclusters"
+        );
+        assert_eq!(resource_of("/api/v1/namespaces/p/events"), "events");
+        assert_eq!(resource_of("/version"), "other");
         assert!(text.contains("zkop_process_resident_memory_bytes "), "{text}");
         metrics.set_operation("prod", "zk", Some("ScaleUp"));
         metrics.forget("prod", "zk");
