@@ -61,7 +61,9 @@ check-crd:
 install: prereqs cluster docker
 	scripts/install-operator.sh
 
-demo: install
+# PROMETHEUS=1 make demo also installs the local Prometheus (off by default: its first build
+# takes a few minutes).
+demo: install $(if $(PROMETHEUS),prometheus)
 	scripts/demo.sh
 
 # One test at a time: each runs a whole ensemble on a two-core machine. Prometheus is there for

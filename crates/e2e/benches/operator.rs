@@ -7,13 +7,20 @@
 //! member's pod to that member serving in the quorum again. "Serving" is checked the same way for
 //! both: `srvr` inside each pod (`kubectl exec ... zk-agent probe ready`).
 //!
+//! For the operator it also prints where the time from apply to Available goes, phase by phase,
+//! for the member that served last: from the API objects' timestamps (pod, scheduling, volume,
+//! container, readiness, the Available condition; whole seconds) and the member's log lines
+//! (`kubectl logs --timestamps`: zk-agent's DNS wait and configuration, ZooKeeper's first
+//! broadcast).
+//!
 //! Rerun: make bench   (cargo bench -p e2e --bench operator -- [rounds])
 
 #[path = "../tests/common/mod.rs"]
 mod common;
 
 use common::{client, TestNamespace};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams};
 use kube::ResourceExt;
 use std::process::Command;
@@ -30,8 +37,10 @@ async fn main() {
         ("plain StatefulSet, OrderedReady (seed)", vec![], vec![]),
     ];
     let mut available_condition = Vec::new();
+    let mut phases: Vec<Vec<(&'static str, f64)>> = Vec::new();
     for round in 0..rounds {
-        let (start, restart, condition) = operator_round(&client, round).await;
+        let (start, restart, condition, round_phases) = operator_round(&client, round).await;
+        phases.push(round_phases);
         rows[0].1.push(start);
         rows[0].2.push(restart);
         available_condition.push(condition);
@@ -64,12 +73,85 @@ async fn main() {
         "ratio apply->serving operator / StatefulSet (medians): {:.2} (goal: at most 0.5)",
         median(&rows[0].1) / median(&rows[1].1)
     );
+    println!();
+    println!("Where apply -> Available goes (operator), for the member that served last; median of {rounds} rounds, seconds from the previous phase");
+    println!("| phase | median (min-max) |");
+    println!("|---|---|");
+    if let Some(first) = phases.first() {
+        for (i, (name, _)) in first.iter().enumerate() {
+            let samples: Vec<f64> = phases.iter().filter_map(|p| p.get(i).map(|(_, s)| *s)).collect();
+            println!("| {name} | {} |", summary(&samples));
+        }
+    }
     println!("command: make bench   (cargo bench -p e2e --bench operator -- {rounds})");
 }
 
-async fn operator_round(client: &kube::Client, round: usize) -> (f64, f64, f64) {
+/// The timestamps of one member's way from nothing to serving.
+async fn member_phases(ns: &TestNamespace, pod_name: &str) -> Vec<(&'static str, Option<Timestamp>)> {
+    let pods: Api<Pod> = ns.api();
+    let pod = pods.get(pod_name).await.unwrap();
+    let status = pod.status.clone().unwrap_or_default();
+    let condition = |kind: &str| {
+        status
+            .conditions
+            .iter()
+            .flatten()
+            .find(|c| c.type_ == kind && c.status == "True")
+            .and_then(|c| c.last_transition_time.as_ref())
+            .map(|t| t.0)
+    };
+    let claims: Api<PersistentVolumeClaim> = ns.api();
+    let volume = claims
+        .get_opt(&format!("data-{pod_name}"))
+        .await
+        .unwrap()
+        .and_then(|c| c.spec?.volume_name);
+    let provisioned = match volume {
+        Some(name) => Api::<PersistentVolume>::all(client().await)
+            .get_opt(&name)
+            .await
+            .unwrap()
+            .and_then(|pv| pv.metadata.creation_timestamp.map(|t| t.0)),
+        None => None,
+    };
+    let started = status
+        .container_statuses
+        .iter()
+        .flatten()
+        .find(|c| c.name == "zookeeper")
+        .and_then(|c| c.state.as_ref()?.running.as_ref()?.started_at.as_ref())
+        .map(|t| t.0);
+    let (_, logs) = ns.kubectl(&["logs", pod_name, "-c", "zookeeper", "--timestamps"]);
+    let logged = |needle: &str| {
+        logs.lines()
+            .find(|l| l.contains(needle))
+            .and_then(|l| l.split_whitespace().next()?.parse::<Timestamp>().ok())
+    };
+    vec![
+        (
+            "pod created (operator, StatefulSet controller)",
+            pod.metadata.creation_timestamp.map(|t| t.0),
+        ),
+        ("scheduled (scheduler)", condition("PodScheduled")),
+        ("volume provisioned (local-path)", provisioned),
+        ("container started (kubelet: mount, container)", started),
+        (
+            "DNS: own name and a quorum of peers resolve (zk-agent)",
+            logged("DNS: this member's name"),
+        ),
+        ("configured, JVM started (zk-agent)", logged("configured from")),
+        (
+            "serving: first broadcast (JVM start, election, sync)",
+            logged("- broadcast"),
+        ),
+        ("pod Ready (readiness probe)", condition("Ready")),
+    ]
+}
+
+async fn operator_round(client: &kube::Client, round: usize) -> (f64, f64, f64, Vec<(&'static str, f64)>) {
     let ns = TestNamespace::new(client, &format!("bench-operator-{round}")).await;
     let started = Instant::now();
+    let applied = Timestamp::now();
     ns.create_cluster("zk", common::small_cluster(3, "3.9.4"))
         .await
         .unwrap();
@@ -99,8 +181,27 @@ async fn operator_round(client: &kube::Client, round: usize) -> (f64, f64, f64) 
             started.elapsed().as_secs_f64()
         }
     };
+    // Phases, before the pod is deleted: for the member whose pod became Ready last.
+    let mut members = Vec::new();
+    for i in 0..3 {
+        members.push(member_phases(&ns, &format!("zk-{i}")).await);
+    }
+    let last = members
+        .iter()
+        .max_by_key(|m| m.last().and_then(|(_, t)| *t))
+        .cloned()
+        .unwrap_or_default();
+    let available_at = applied.as_millisecond() as f64 / 1000.0 + condition;
+    let mut round_phases = Vec::new();
+    let mut previous = applied.as_millisecond() as f64 / 1000.0;
+    for (name, at) in last {
+        let at = at.map_or(previous, |t| t.as_millisecond() as f64 / 1000.0);
+        round_phases.push((name, (at - previous).max(0.0)));
+        previous = previous.max(at);
+    }
+    round_phases.push(("Available (the operator noticed)", (available_at - previous).max(0.0)));
     let restart = delete_and_time_return(&ns, "zk-0").await;
-    (start, restart, condition)
+    (start, restart, condition, round_phases)
 }
 
 async fn statefulset_round(client: &kube::Client, round: usize) -> (f64, f64) {

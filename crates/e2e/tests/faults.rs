@@ -637,9 +637,7 @@ async fn the_ensemble_is_never_new_twice() {
     let started = Instant::now();
     let (_, nodes) = kubectl(&["get", "nodes", "-o", "jsonpath={.items[*].metadata.name}"]);
     let nodes: Vec<&str> = nodes.split_whitespace().collect();
-    for node in &nodes {
-        kubectl(&["cordon", node]);
-    }
+    let cordon = common::Cordon::new(&nodes);
     let _ = claims.delete("data-zk-2", &DeleteParams::default()).await;
     pods.delete("zk-1", &DeleteParams::default()).await.unwrap();
     pods.delete("zk-2", &DeleteParams::default()).await.unwrap();
@@ -669,9 +667,7 @@ async fn the_ensemble_is_never_new_twice() {
         state, "existing",
         "recreated during a quorum loss, the ensemble must still be existing"
     );
-    for node in &nodes {
-        kubectl(&["uncordon", node]);
-    }
+    drop(cordon);
     ns.wait_settled("zk", 3).await;
     let (_, log) = ns.kubectl(&["logs", "zk-2"]);
     assert!(

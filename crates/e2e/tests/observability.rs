@@ -8,7 +8,7 @@
 mod common;
 
 use common::workload::Workload;
-use common::{client, kubectl, node_ips, wait_for, TestNamespace};
+use common::{client, node_ips, wait_for, Cordon, TestNamespace};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -173,24 +173,6 @@ fn metric_names(expr: &str) -> BTreeSet<String> {
     names
 }
 
-/// Cordons a node for as long as it lives, so that a stopped member cannot come back before
-/// the test lets it; uncordons it even if the test fails.
-struct Cordon(String);
-
-impl Cordon {
-    fn new(node: &str) -> Cordon {
-        let (ok, out) = kubectl(&["cordon", node]);
-        assert!(ok, "cordon {node}: {out}");
-        Cordon(node.to_string())
-    }
-}
-
-impl Drop for Cordon {
-    fn drop(&mut self) {
-        let _ = kubectl(&["uncordon", &self.0]);
-    }
-}
-
 #[test]
 fn metric_names_are_read_from_expressions() {
     let names = metric_names(
@@ -352,7 +334,7 @@ async fn prometheus_scrapes_alerts_fire_and_the_dashboard_has_data() {
         .name
         .clone();
     let node = ns.node_of(&stopped).await;
-    let cordon = Cordon::new(&node);
+    let cordon = Cordon::new(&[&node]);
     let (ok, out) = ns.kubectl(&["delete", "pod", &stopped, "--wait=true"]);
     assert!(ok, "{out}");
     let stopped_at = Instant::now();

@@ -21,6 +21,17 @@ struct Applied {
     at: Instant,
 }
 
+/// What the reconcile saw of an object before applying it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Observed<'a> {
+    /// It did not look (the object is not part of the observation).
+    NotLooked,
+    /// It looked and the object does not exist: it must be applied whatever was applied before.
+    Absent,
+    /// It exists at this resourceVersion.
+    Version(Option<&'a str>),
+}
+
 #[derive(Debug, Default)]
 pub struct AppliedMemo {
     objects: Mutex<HashMap<String, Applied>>,
@@ -32,14 +43,18 @@ pub fn digest<T: serde::Serialize>(object: &T) -> [u8; 32] {
 }
 
 impl AppliedMemo {
-    /// `key` was applied as `digest` and nothing says it changed since: `observed` is the
-    /// resourceVersion the reconcile saw, where it looked at the object.
-    pub fn unchanged(&self, key: &str, digest: &[u8; 32], observed: Option<&str>, now: Instant) -> bool {
+    /// `key` was applied as `digest` and nothing says it changed since: `observed` is what the
+    /// reconcile saw of the object, where it looked.
+    pub fn unchanged(&self, key: &str, digest: &[u8; 32], observed: Observed<'_>, now: Instant) -> bool {
         let objects = self.objects.lock().unwrap_or_else(|e| e.into_inner());
         objects.get(key).is_some_and(|applied| {
             applied.digest == *digest
                 && now.saturating_duration_since(applied.at) < RESYNC
-                && observed.is_none_or(|rv| applied.resource_version.as_deref() == Some(rv))
+                && match observed {
+                    Observed::NotLooked => true,
+                    Observed::Absent => false,
+                    Observed::Version(rv) => rv.is_some() && applied.resource_version.as_deref() == rv,
+                }
         })
     }
 
@@ -86,25 +101,25 @@ mod tests {
         let memo = AppliedMemo::default();
         let t0 = Instant::now();
         let wanted = digest(&serde_json::json!({"spec": {"replicas": 3}}));
-        assert!(!memo.unchanged("StatefulSet ns/zk", &wanted, None, t0), "never applied");
-        memo.record("StatefulSet ns/zk", wanted, Some("41".into()), t0);
+        let seen = |rv| Observed::Version(Some(rv));
+        let key = "StatefulSet ns/zk";
+        assert!(!memo.unchanged(key, &wanted, Observed::NotLooked, t0), "never applied");
+        memo.record(key, wanted, Some("41".into()), t0);
         let later = t0 + Duration::from_secs(30);
-        assert!(memo.unchanged("StatefulSet ns/zk", &wanted, Some("41"), later));
+        assert!(memo.unchanged(key, &wanted, seen("41"), later));
         assert!(
-            memo.unchanged("StatefulSet ns/zk", &wanted, None, later),
-            "not observed"
+            memo.unchanged(key, &wanted, Observed::NotLooked, later),
+            "not looked at"
         );
         assert!(
-            !memo.unchanged("StatefulSet ns/zk", &wanted, Some("57"), later),
+            !memo.unchanged(key, &wanted, seen("57"), later),
             "changed by someone else since"
         );
+        assert!(!memo.unchanged(key, &wanted, Observed::Absent, later), "deleted since");
         let other = digest(&serde_json::json!({"spec": {"replicas": 5}}));
+        assert!(!memo.unchanged(key, &other, seen("41"), later), "wanted differently");
         assert!(
-            !memo.unchanged("StatefulSet ns/zk", &other, Some("41"), later),
-            "wanted differently"
-        );
-        assert!(
-            !memo.unchanged("StatefulSet ns/zk", &wanted, Some("41"), t0 + RESYNC),
+            !memo.unchanged(key, &wanted, seen("41"), t0 + RESYNC),
             "resynced after a while"
         );
         memo.record("Service ns/zk-client", wanted, None, t0);

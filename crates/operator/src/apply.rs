@@ -1,7 +1,7 @@
 //! Apply: bring the cluster's objects to the desired state by server-side apply, in the order
 //! the members need them; grow volumes; drop configuration revisions no pod runs any more.
 
-use crate::applied;
+use crate::applied::{self, Observed};
 use crate::controller::{Context, MANAGER};
 use crate::error::{named, object_name, At, Error, Stage};
 use crate::events::EventType;
@@ -38,53 +38,74 @@ pub async fn apply(
             create_admin_secret(ctx, zk, names).await?;
         }
     }
-    let observed_config_map = observation.config_map.as_ref().map(|c| &c.metadata);
-    let observed_statefulset = observation.statefulset.as_ref().map(|s| &s.metadata);
+    let observed_config_map = seen(observation.config_map.as_ref().map(|c| &c.metadata));
+    let observed_statefulset = seen(observation.statefulset.as_ref().map(|s| &s.metadata));
     let mut written = 0;
-    written += apply_one(ctx, &desired.service_account, &owner, None).await?;
-    written += apply_one(ctx, &desired.headless_service, &owner, None).await?;
-    written += apply_one(ctx, &desired.client_service, &owner, None).await?;
+    written += apply_one(ctx, &desired.service_account, &owner, Seen::NotLooked).await?;
+    written += apply_one(ctx, &desired.headless_service, &owner, Seen::NotLooked).await?;
+    written += apply_one(ctx, &desired.client_service, &owner, Seen::NotLooked).await?;
     // Before the StatefulSet: a member added by this reconcile must find itself in the members
     // file, and a new template's configuration must exist before a pod mounts it.
     written += apply_one(ctx, &desired.config_map, &owner, observed_config_map).await?;
-    written += apply_one(ctx, &desired.revision_config_map, &owner, None).await?;
+    written += apply_one(ctx, &desired.revision_config_map, &owner, Seen::NotLooked).await?;
     // Before the StatefulSet: its pods mount the member certificate.
     for secret in secrets {
+        // Every TLS Secret the operator writes was read by this reconcile: one not found is absent.
         let observed = [&observation.tls.authority_secret, &observation.tls.member_secret]
             .into_iter()
             .flatten()
             .chain(observation.tls.client_secrets.values())
             .find(|s| s.metadata.name == secret.metadata.name)
             .map(|s| &s.metadata);
-        written += apply_one(ctx, secret, &owner, observed).await?;
+        written += apply_one(ctx, secret, &owner, seen(observed)).await?;
     }
-    written += apply_one(ctx, &desired.pod_disruption_budget, &owner, None).await?;
-    written += apply_one(ctx, &desired.network_policy, &owner, None).await?;
+    written += apply_one(ctx, &desired.pod_disruption_budget, &owner, Seen::NotLooked).await?;
+    written += apply_one(ctx, &desired.network_policy, &owner, Seen::NotLooked).await?;
     written += apply_one(ctx, &desired.statefulset, &owner, observed_statefulset).await?;
     grow_volumes(ctx, zk, names, &observation.claims).await;
     drop_unused_revisions(ctx, names, desired, observation).await?;
     Ok(written)
 }
 
+/// An object this reconcile looked for: present (as read) or absent.
+fn seen(meta: Option<&ObjectMeta>) -> Seen<'_> {
+    match meta {
+        Some(meta) => Seen::Present(meta),
+        None => Seen::Absent,
+    }
+}
+
+/// What this reconcile read of an object before applying it.
+#[derive(Debug, Clone, Copy)]
+pub enum Seen<'a> {
+    NotLooked,
+    Absent,
+    Present(&'a ObjectMeta),
+}
+
 /// Applies `object` unless an object of that name exists that the cluster (`owner`, its UID)
 /// does not control: the operator never takes over what it did not make. Nothing is written
-/// when the last apply of the same object is known to stand (`applied.rs`); `observed` is the
-/// object as this reconcile read it, when it did. Returns 1 when it wrote, 0 when not.
-pub async fn apply_one<K>(ctx: &Context, object: &K, owner: &str, observed: Option<&ObjectMeta>) -> Result<usize, Error>
+/// when the last apply of the same object is known to stand (`applied.rs`); `observed` is what
+/// this reconcile read of it. Returns 1 when it wrote, 0 when not.
+pub async fn apply_one<K>(ctx: &Context, object: &K, owner: &str, observed: Seen<'_>) -> Result<usize, Error>
 where
     K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Serialize + DeserializeOwned + Clone + Debug,
 {
     let key = object_name(object);
     let digest = applied::digest(object);
-    let observed_version = observed.and_then(|m| m.resource_version.as_deref());
-    if ctx.applied.unchanged(&key, &digest, observed_version, Instant::now()) {
+    let memo_view = match observed {
+        Seen::NotLooked => Observed::NotLooked,
+        Seen::Absent => Observed::Absent,
+        Seen::Present(meta) => Observed::Version(meta.resource_version.as_deref()),
+    };
+    if ctx.applied.unchanged(&key, &digest, memo_view, Instant::now()) {
         return Ok(0);
     }
     let namespace = object.meta().namespace.as_deref().unwrap_or("default");
     let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
     let existing = match observed {
-        Some(meta) => Some(meta.clone()),
-        None => api
+        Seen::Present(meta) => Some(meta.clone()),
+        Seen::NotLooked | Seen::Absent => api
             .get_metadata_opt(&object.name_any())
             .await
             .at(Stage::Apply, &key)?
@@ -188,7 +209,10 @@ async fn drop_unused_revisions(
         desired.revision_config_map.name_any(),
         &observation.revision_config_maps_in_use,
     ));
-    if ctx.applied.unchanged(&key, &wanted, None, Instant::now()) {
+    if ctx
+        .applied
+        .unchanged(&key, &wanted, Observed::NotLooked, Instant::now())
+    {
         return Ok(());
     }
     let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &names.namespace);

@@ -580,3 +580,25 @@ pub fn fault_row(case: &str, report: &workload::Report, lost: usize, recovered: 
         recovered.as_secs_f64()
     );
 }
+
+/// Cordons nodes for as long as it lives; uncordons them when dropped, also when a test fails
+/// (a test that leaves nodes cordoned fails every test after it).
+pub struct Cordon(Vec<String>);
+
+impl Cordon {
+    pub fn new(nodes: &[&str]) -> Cordon {
+        for node in nodes {
+            let (ok, out) = kubectl(&["cordon", node]);
+            assert!(ok, "cordon {node}: {out}");
+        }
+        Cordon(nodes.iter().map(|n| n.to_string()).collect())
+    }
+}
+
+impl Drop for Cordon {
+    fn drop(&mut self) {
+        for node in &self.0 {
+            let _ = kubectl(&["uncordon", node]);
+        }
+    }
+}
