@@ -43,7 +43,10 @@ restore_node_addresses() {
     xargs -r docker inspect -f '{{.Name}}' | tr -d /)
   if [[ -n $stopped ]]; then
     log "starting stopped nodes of $CLUSTER_NAME in the order of their addresses: $(in_address_order $stopped | xargs)"
-    for node in $(in_address_order $stopped); do docker start "$node" >/dev/null; done
+    # Docker may have started some nodes itself (their restart policy) before this ran, and
+    # one of them may hold an address another node is pinned to: that start then fails
+    # ("Address already in use"), and the node counts as moved below.
+    for node in $(in_address_order $stopped); do docker start "$node" >/dev/null 2>&1 || log "$node did not start yet"; done
   fi
   for node in $nodes; do
     [[ -n ${wanted[$node]:-} && $(node_address "$node") != "${wanted[$node]}" ]] && moved+=("$node")
