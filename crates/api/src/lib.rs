@@ -244,14 +244,24 @@ pub struct RolloutSpec {
     #[serde(default = "default_member_ready_timeout")]
     #[schemars(range(min = 30, max = 86400))]
     pub member_ready_timeout_seconds: u32,
+    /// Before the leader restarts, hand leadership to a follower by dynamic reconfiguration, so
+    /// that the ensemble does not elect: ZooKeeper designates a synced follower. Default true;
+    /// false restarts the leader as it is and the members elect a new one.
+    #[serde(default = "default_true")]
+    pub leader_hand_off: bool,
 }
 
 impl Default for RolloutSpec {
     fn default() -> Self {
         RolloutSpec {
             member_ready_timeout_seconds: DEFAULT_MEMBER_READY_TIMEOUT_SECONDS,
+            leader_hand_off: true,
         }
     }
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_member_ready_timeout() -> u32 {

@@ -62,6 +62,7 @@ async fn rolling_restart_on_request_restarts_the_leader_last() {
     let (ns, before, workload) = cluster_under_load("e2e-restart-request", "3.9.4").await;
     let leader = before.status.unwrap().leader.unwrap();
     let uids = ns.pod_uids("zk").await;
+    let elections_before = ns.elections_seen("zk").await;
 
     ns.request_restart("zk", "e2e-1").await;
     let mut restart_order: Vec<String> = Vec::new();
@@ -78,13 +79,48 @@ async fn rolling_restart_on_request_restarts_the_leader_last() {
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    ns.wait_settled("zk", 3).await;
+    let settled = ns.wait_settled("zk", 3).await;
+    let elections = common::elections_between(&elections_before, &ns.elections_seen("zk").await);
     let (report, missing) = workload.finish().await;
     assert_no_loss("rolling restart", &report, &missing, true);
     assert_eq!(
         restart_order.last(),
         Some(&leader),
         "the leader ({leader}) goes last; order was {restart_order:?}"
+    );
+    // The leader handed leadership to a follower before its restart: a new leader, no election,
+    // and its line back on the quorum port once it serves again.
+    let new_leader = settled.status.clone().unwrap().leader.unwrap();
+    assert_ne!(new_leader, leader, "leadership moved off {leader}");
+    assert!(report.elections() >= 1, "the leader's epoch changed with the hand-off");
+    assert_eq!(elections, 0, "members went back to leader election during the roll");
+    let (ok, config) = ns.kubectl(&["exec", "zk-0", "--", "/opt/zookeeper/bin/zkCli.sh", "config"]);
+    assert!(ok, "{config}");
+    assert!(
+        !config.contains(&format!(":{}:", vocabulary::ports::QUORUM_HANDOFF)),
+        "every line is back on the quorum port: {config}"
+    );
+
+    // Control: without the hand-off, restarting the leader makes the members elect.
+    ns.patch_spec("zk", serde_json::json!({"rollout": {"leaderHandOff": false}}))
+        .await
+        .unwrap();
+    let workload = Workload::start(&ns.endpoint("zk").await).await;
+    let elections_before = ns.elections_seen("zk").await;
+    let uids = ns.pod_uids("zk").await;
+    ns.request_restart("zk", "e2e-2").await;
+    common::wait_for(SETTLE, "every member restarted again", || async {
+        let now = ns.pod_uids("zk").await;
+        now.len() == 3 && now.iter().all(|(name, uid)| uids.get(name) != Some(uid))
+    })
+    .await;
+    ns.wait_settled("zk", 3).await;
+    let elections = common::elections_between(&elections_before, &ns.elections_seen("zk").await);
+    let (report, missing) = workload.finish().await;
+    assert_no_loss("rolling restart without hand-off", &report, &missing, true);
+    assert!(
+        elections >= 1,
+        "control: restarting the leader as it is made no election seen"
     );
 }
 

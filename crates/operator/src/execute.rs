@@ -7,11 +7,16 @@ use crate::controller::Context;
 use crate::ensemble::{self, Change};
 use crate::error::{named, At, Error, Stage};
 use crate::events::EventType;
-use crate::observe::{serving_targets, Observation};
+use crate::observe::{roles_now, serving_targets, Observation};
 use crate::planner::Step;
 use crate::resources::Names;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::api::{Api, DeleteParams, EvictParams, Preconditions};
+use std::time::{Duration, Instant};
+use vocabulary::{ordinal_for_myid, ports, ServingRole};
+
+/// How long a hand-off may take to show before the old leader is left to the next reconcile.
+const HAND_OFF_WITHIN: Duration = Duration::from_secs(10);
 
 /// What came of a step, for an event: its type, reason and note.
 pub type Outcome = Option<(EventType, &'static str, String)>;
@@ -33,6 +38,7 @@ pub async fn execute(
             reconfigure(observation, &change, None).await
         }
         Step::RemoveVoter { id } => reconfigure(observation, &Change::Leave { id: *id }, Some(*id)).await,
+        Step::HandOff { id } => hand_off(ctx, names, observation, *id).await?,
         Step::SetReplicas(n) => Some((
             EventType::Normal,
             "Resized",
@@ -122,4 +128,76 @@ async fn reconfigure(observation: &Observation, change: &Change, leaving: Option
             Err(why) => (EventType::Warning, "ReconfigurationPending", why),
         },
     )
+}
+
+/// Hands leadership from server `id` to a follower, then restarts it. Its line is committed with
+/// the other quorum port; ZooKeeper then designates a synced follower as the leader and the
+/// followers switch to it without an election. The old leader goes on answering as a leader,
+/// holding its clients' writes, until it notices it lost its followers (up to a tick): so it is
+/// restarted as soon as a quorum of the others serves under the new leader. Its line moves back
+/// afterwards (the planner's UpdateMember, without a restart).
+async fn hand_off(ctx: &Context, names: &Names, observation: &Observation, id: u64) -> Result<Outcome, Error> {
+    let Some(committed) = observation.ensemble.as_ref().and_then(|e| e.members.get(&id)) else {
+        return Ok(None);
+    };
+    let mut line = committed.clone();
+    line.quorum_port = if line.quorum_port == ports::QUORUM_HANDOFF {
+        ports::QUORUM
+    } else {
+        ports::QUORUM_HANDOFF
+    };
+    let change = Change::Join {
+        id,
+        line: line.to_string(),
+    };
+    let from_version = observation.ensemble.as_ref().and_then(|e| e.version);
+    let targets = serving_targets(&observation.members, Some(id));
+    if let Err(why) = ensemble::reconfigure(&targets, &observation.credentials, &change, from_version).await {
+        return Ok(Some((EventType::Warning, "HandOffPending", why)));
+    }
+    let Some(ordinal) = ordinal_for_myid(id) else {
+        return Ok(None);
+    };
+    let voters = observation
+        .ensemble
+        .as_ref()
+        .map(|e| e.voters.clone())
+        .unwrap_or_default();
+    let others: Vec<u32> = voters
+        .iter()
+        .filter(|v| **v != id)
+        .filter_map(|v| ordinal_for_myid(*v))
+        .collect();
+    let deadline = Instant::now() + HAND_OFF_WITHIN;
+    let successor = loop {
+        let roles = roles_now(&observation.members, &observation.credentials).await;
+        let role = |o: u32| roles.iter().find(|(ordinal, _)| *ordinal == o).and_then(|(_, r)| *r);
+        let leader = others.iter().copied().find(|o| role(*o) == Some(ServingRole::Leader));
+        let serving = others.iter().filter(|o| role(**o).is_some()).count();
+        // A quorum of the whole configuration without the old leader's vote.
+        if leader.is_some() && serving >= vocabulary::quorum(voters.len()) {
+            break leader;
+        }
+        if Instant::now() >= deadline {
+            break None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let Some(successor) = successor else {
+        return Ok(Some((
+            EventType::Normal,
+            "HandOffPending",
+            format!(
+                "server.{id}'s line now has quorum port {}, but no quorum of the other members serves under a new \
+                 leader after {}s; the next reconcile looks again",
+                line.quorum_port,
+                HAND_OFF_WITHIN.as_secs()
+            ),
+        )));
+    };
+    let reason = format!(
+        "rolling out the current template (leader, last): leadership handed to {} without an election",
+        names.pod(successor)
+    );
+    restart(ctx, names, observation, ordinal, &reason).await
 }

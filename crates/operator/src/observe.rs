@@ -406,6 +406,26 @@ async fn probe_members(members: &mut [MemberObservation], tls: Option<&TlsClient
     }
 }
 
+/// The role each member that served when observed has now, by ordinal (`None`: not serving at
+/// this moment), asked again with `srvr`: for steps that wait on the ensemble, e.g. a hand-off.
+pub async fn roles_now(members: &[MemberObservation], credentials: &Credentials) -> Vec<(u32, Option<ServingRole>)> {
+    let mut again: Vec<MemberObservation> = members
+        .iter()
+        .filter(|m| m.serves())
+        .cloned()
+        .map(|mut m| {
+            m.state = MemberState::Running;
+            m
+        })
+        .collect();
+    let tls = credentials
+        .tls
+        .as_ref()
+        .and_then(|t| TlsClient::from_pem(&t.ca_bundle, &t.cert_pem, &t.key_pem).ok());
+    probe_members(&mut again, tls.as_ref()).await;
+    again.iter().map(|m| (m.ordinal, m.role())).collect()
+}
+
 /// Serving members, as the operator reaches them, the member with server id `avoid` last.
 pub fn serving_targets(members: &[MemberObservation], avoid: Option<u64>) -> Vec<Target> {
     let mut serving: Vec<&MemberObservation> = members.iter().filter(|m| m.serves()).collect();
@@ -603,6 +623,17 @@ pub fn cluster_view(
                 .collect()
         })
         .unwrap_or_default();
+    let handed_off = observation
+        .ensemble
+        .as_ref()
+        .map(|e| {
+            e.members
+                .iter()
+                .filter(|(_, committed)| committed.quorum_port == ports::QUORUM_HANDOFF)
+                .map(|(id, _)| *id)
+                .collect()
+        })
+        .unwrap_or_default();
     ClusterView {
         statefulset: names.statefulset(),
         desired_replicas: u32::try_from(zk.spec.replicas).unwrap_or(1),
@@ -626,6 +657,8 @@ pub fn cluster_view(
         leftover_volumes: leftover_volumes(names, &observation.claims, statefulset_replicas),
         member_ready_timeout: Duration::from_secs(u64::from(zk.spec.rollout.member_ready_timeout_seconds)),
         outdated_lines,
+        handed_off,
+        leader_hand_off: zk.spec.rollout.leader_hand_off,
     }
 }
 

@@ -8,7 +8,8 @@
 //!   reverting a spec that broke a member heals it with no human action;
 //! - never reconfigure without a serving quorum of the current voters, nor into a configuration
 //!   whose voters could not form a quorum from the members serving now;
-//! - followers are restarted before the leader; the leader goes last;
+//! - followers are restarted before the leader; the leader goes last, and hands leadership to a
+//!   serving follower first when one votes (no election), once per restart;
 //! - the StatefulSet shrinks only after the ensemble no longer counts the member it removes,
 //!   and grows by one member at a time, which joins as a voter only once it has synced.
 
@@ -89,6 +90,10 @@ pub struct ClusterView {
     /// Voters whose committed `server.N=` line differs from the one they should have (the
     /// client address moves to 127.0.0.1 when TLS is fully on, and back when it is off).
     pub outdated_lines: BTreeSet<u64>,
+    /// Voters whose committed line has the hand-off quorum port: leadership was handed from them.
+    pub handed_off: BTreeSet<u64>,
+    /// Hand leadership to a follower before the leader restarts (`spec.rollout.leaderHandOff`).
+    pub leader_hand_off: bool,
 }
 
 impl ClusterView {
@@ -149,6 +154,9 @@ pub enum Step {
     RemoveVoter { id: u64 },
     /// Commit server `id`'s line as it should be now (dynamic reconfiguration; no restart).
     UpdateMember { id: u64 },
+    /// Move leadership off server `id`, the leader, before it restarts: commit its line with the
+    /// other quorum port, and ZooKeeper designates a synced follower as the leader.
+    HandOff { id: u64 },
     /// Resize the StatefulSet.
     SetReplicas(u32),
     /// Delete the volume a removed member left behind, so that it is added again empty.
@@ -327,6 +335,14 @@ pub fn plan(view: &ClusterView) -> Step {
         .or_else(|| outdated.first())
         .expect("outdated is not empty");
     let reason = if next.role() == Some(Role::Leader) {
+        // Leadership is handed over once: should the leader lead again before its restart (it
+        // was elected back), it restarts as it is, and the members elect.
+        let successor = members
+            .iter()
+            .any(|m| m.id() != next.id() && m.role() == Some(Role::Follower) && voters.contains(&m.id()));
+        if view.leader_hand_off && successor && voters.contains(&next.id()) && !view.handed_off.contains(&next.id()) {
+            return Step::HandOff { id: next.id() };
+        }
         "leader, last"
     } else {
         "follower"
@@ -363,6 +379,7 @@ pub fn describe(view: &ClusterView, step: &Step) -> Option<(&'static str, String
         Step::AddVoter { id } => format!("adding server.{id} to the ensemble's voters"),
         Step::RemoveVoter { id } => format!("removing server.{id} from the ensemble"),
         Step::UpdateMember { id } => format!("committing server.{id}'s line as it should be now"),
+        Step::HandOff { id } => format!("handing leadership from server.{id} to a follower before it restarts"),
         Step::SetReplicas(n) => format!("resizing the StatefulSet to {n} members"),
         Step::DeleteVolume { ordinal } => format!("deleting the volume {} left behind", view.pod(*ordinal)),
         Step::Idle => return None,
@@ -399,6 +416,8 @@ mod tests {
             leftover_volumes: BTreeSet::new(),
             member_ready_timeout: Duration::from_secs(180),
             outdated_lines: BTreeSet::new(),
+            handed_off: BTreeSet::new(),
+            leader_hand_off: true,
         }
     }
 
@@ -428,18 +447,73 @@ mod tests {
             member(1, false, Some(Follower)),
             member(2, false, Some(Follower)),
         ];
+        let mut handed_off = BTreeSet::new();
         let mut order = Vec::new();
         loop {
-            match plan(&view(3, 3, members.clone(), &[1, 2, 3])) {
+            let mut v = view(3, 3, members.clone(), &[1, 2, 3]);
+            v.handed_off = handed_off.clone();
+            match plan(&v) {
                 Step::Restart { ordinal, .. } => {
-                    order.push(ordinal);
+                    order.push(format!("restart {ordinal}"));
                     members[ordinal as usize].up_to_date = true;
+                }
+                Step::HandOff { id } => {
+                    order.push(format!("hand off from server.{id}"));
+                    // ZooKeeper designates a synced follower; here the highest ordinal.
+                    members[ordinal_for(id)].state = MemberState::Serving(Follower);
+                    members[2].state = MemberState::Serving(Leader);
+                    handed_off.insert(id);
                 }
                 Step::Idle => break,
                 other => panic!("unexpected {other:?}"),
             }
         }
-        assert_eq!(order, vec![2, 1, 0]);
+        assert_eq!(order, ["restart 2", "restart 1", "hand off from server.1", "restart 0"]);
+    }
+
+    fn ordinal_for(id: u64) -> usize {
+        vocabulary::ordinal_for_myid(id).unwrap() as usize
+    }
+
+    #[test]
+    fn a_leader_elected_back_after_its_hand_off_restarts_as_it_is() {
+        use Role::*;
+        let members = vec![
+            member(0, false, Some(Leader)),
+            member(1, true, Some(Follower)),
+            member(2, true, Some(Follower)),
+        ];
+        let mut v = view(3, 3, members, &[1, 2, 3]);
+        assert_eq!(plan(&v), Step::HandOff { id: 1 });
+        v.handed_off.insert(1);
+        assert!(matches!(plan(&v), Step::Restart { ordinal: 0, .. }));
+    }
+
+    #[test]
+    fn without_leader_hand_off_the_leader_restarts_as_it_is() {
+        use Role::*;
+        let members = vec![
+            member(0, false, Some(Leader)),
+            member(1, true, Some(Follower)),
+            member(2, true, Some(Follower)),
+        ];
+        let mut v = view(3, 3, members, &[1, 2, 3]);
+        v.leader_hand_off = false;
+        assert!(matches!(plan(&v), Step::Restart { ordinal: 0, .. }));
+    }
+
+    #[test]
+    fn a_single_member_or_a_leader_without_voting_followers_restarts_as_it_is() {
+        use Role::*;
+        assert!(matches!(
+            plan(&view(1, 1, vec![member(0, false, Some(Leader))], &[1])),
+            Step::Restart { ordinal: 0, .. }
+        ));
+        let members = vec![member(0, false, Some(Leader)), member(1, true, Some(Observer))];
+        assert!(matches!(
+            plan(&view(1, 2, members, &[1])),
+            Step::Restart { .. } | Step::Wait(_) | Step::SetReplicas(_)
+        ));
     }
 
     #[test]
@@ -654,33 +728,38 @@ mod tests {
             prop::option::weighted(0.9, prop::collection::btree_set(1u64..=8, 1..=7)),
             prop::collection::btree_set(0u32..=8, 0..=3),
             prop::collection::btree_set(1u64..=8, 0..=2),
+            (prop::collection::btree_set(1u64..=8, 0..=2), any::<bool>()),
         )
             .prop_map(
-                |(desired, sts, members, voters, leftover_volumes, outdated_lines)| ClusterView {
-                    statefulset: "zk".into(),
-                    desired_replicas: desired,
-                    statefulset_replicas: sts,
-                    members: members
-                        .into_iter()
-                        .enumerate()
-                        .filter_map(|(i, (up_to_date, state, down))| {
-                            Some(MemberView {
-                                ordinal: i as u32,
-                                up_to_date,
-                                down_for: Duration::from_secs(if matches!(state, Some(MemberState::Serving(_))) {
-                                    0
-                                } else {
-                                    down
-                                }),
-                                state: state?,
-                                cause: None,
+                |(desired, sts, members, voters, leftover_volumes, outdated_lines, (handed_off, leader_hand_off))| {
+                    ClusterView {
+                        statefulset: "zk".into(),
+                        desired_replicas: desired,
+                        statefulset_replicas: sts,
+                        members: members
+                            .into_iter()
+                            .enumerate()
+                            .filter_map(|(i, (up_to_date, state, down))| {
+                                Some(MemberView {
+                                    ordinal: i as u32,
+                                    up_to_date,
+                                    down_for: Duration::from_secs(if matches!(state, Some(MemberState::Serving(_))) {
+                                        0
+                                    } else {
+                                        down
+                                    }),
+                                    state: state?,
+                                    cause: None,
+                                })
                             })
-                        })
-                        .collect(),
-                    voters,
-                    leftover_volumes,
-                    member_ready_timeout: Duration::from_secs(180),
-                    outdated_lines,
+                            .collect(),
+                        voters,
+                        leftover_volumes,
+                        member_ready_timeout: Duration::from_secs(180),
+                        outdated_lines,
+                        handed_off,
+                        leader_hand_off,
+                    }
                 },
             )
     }
@@ -738,7 +817,25 @@ mod tests {
                 if restarted.role() == Some(Role::Leader) {
                     prop_assert!(view.members.iter().filter(|m| m.ordinal != ordinal).all(|m| m.up_to_date),
                         "leader restarted before an outdated follower: {view:?}");
+                    let voters = view.voters.clone().unwrap_or_default();
+                    let successor = view.members.iter().any(|m| m.ordinal != ordinal && m.role() == Some(Role::Follower) && voters.contains(&m.id()));
+                    prop_assert!(!view.leader_hand_off || !successor || !voters.contains(&restarted.id()) || view.handed_off.contains(&restarted.id()),
+                        "leader restarted by the roll without handing leadership to a voting follower: {view:?}");
                 }
+            }
+        }
+
+        #[test]
+        fn leadership_is_handed_off_only_by_the_leader_with_everyone_serving(view in arbitrary_view()) {
+            if let Step::HandOff { id } = plan(&view) {
+                let members = view.members_by_ordinal();
+                let voters = view.voters.clone().unwrap();
+                prop_assert!(members.iter().any(|m| m.id() == id && m.role() == Some(Role::Leader)), "server.{id} does not lead: {view:?}");
+                prop_assert!(members.iter().all(|m| m.serves()), "a member is down: {view:?}");
+                prop_assert!(voters.contains(&id), "server.{id} does not vote: {view:?}");
+                prop_assert!(members.iter().any(|m| m.id() != id && m.role() == Some(Role::Follower) && voters.contains(&m.id())), "no follower to hand to: {view:?}");
+                prop_assert!(!view.handed_off.contains(&id), "handed off twice: {view:?}");
+                prop_assert!(members.iter().filter(|m| m.id() != id).all(|m| m.up_to_date), "before an outdated follower restarted: {view:?}");
             }
         }
 

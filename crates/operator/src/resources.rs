@@ -246,7 +246,9 @@ fn network_policy_spec(zk: &ZooKeeperCluster, names: &Names, settings: &Operator
     let port = |port: u16| json!({"protocol": "TCP", "port": port});
     let client_ports = [port(ports::CLIENT), port(ports::SECURE_CLIENT)];
     let mut ingress = vec![
-        json!({"from": [members], "ports": [port(ports::CLIENT), port(ports::SECURE_CLIENT), port(ports::QUORUM), port(ports::ELECTION)]}),
+        json!({"from": [members], "ports": [
+            port(ports::CLIENT), port(ports::SECURE_CLIENT), port(ports::QUORUM), port(ports::QUORUM_HANDOFF), port(ports::ELECTION),
+        ]}),
         json!({"from": [operator], "ports": client_ports}),
     ];
     if !zk.spec.access.clients.is_empty() {
@@ -812,8 +814,8 @@ mod tests {
         assert_eq!(rules.len(), 4);
         assert_eq!(
             ports(0).len(),
-            4,
-            "members reach each other on both client ports, quorum and election ports"
+            5,
+            "members reach each other on both client ports, the quorum port (and its hand-off port) and election ports"
         );
         let from_operator = serde_json::to_value(&rules[1].from).unwrap();
         assert_eq!(

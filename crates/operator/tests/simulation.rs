@@ -58,6 +58,8 @@ struct Model {
     volumes: BTreeSet<u32>,
     voters: BTreeSet<u64>,
     leader: Option<u64>,
+    /// Voters whose committed line has the hand-off quorum port.
+    handed_off: BTreeSet<u64>,
     next_uid: u64,
     seen: Seen,
 }
@@ -71,6 +73,7 @@ struct Seen {
     stale_view_acted_on: bool,
     roll_stopped: bool,
     dead_voter_removed: bool,
+    leadership_handed_off: bool,
 }
 
 /// What the operator saw: the planner's view, and the pod UIDs its evictions are conditional on.
@@ -116,6 +119,7 @@ impl Model {
             volumes: (0..replicas).collect(),
             voters: (0..replicas).map(id).collect(),
             leader: None,
+            handed_off: BTreeSet::new(),
             next_uid: 100,
             seen: Seen::default(),
         };
@@ -282,7 +286,9 @@ impl Model {
                     .filter(|o| *o >= self.sts_replicas)
                     .collect(),
                 member_ready_timeout: MEMBER_READY_TIMEOUT,
-                outdated_lines: BTreeSet::new(),
+                outdated_lines: self.handed_off.intersection(&self.voters).copied().collect(),
+                handed_off: self.handed_off.intersection(&self.voters).copied().collect(),
+                leader_hand_off: true,
             },
             uids: self.pods.iter().map(|(o, p)| (*o, p.uid)).collect(),
         }
@@ -356,6 +362,8 @@ impl Model {
                 }
                 None
             }
+            Step::HandOff { id } => (self.serving_voters(&self.voters) < planner::quorum(self.voters.len()))
+                .then(|| format!("handed leadership off server.{id} without a serving quorum")),
             Step::SetReplicas(n) if *n < self.sts_replicas => {
                 let leaving = id(*n);
                 self.voters
@@ -372,6 +380,42 @@ impl Model {
             Step::AddVoter { id } => {
                 if self.quorum_up() {
                     self.voters.insert(*id);
+                    self.handed_off.remove(id);
+                }
+            }
+            Step::UpdateMember { id } => {
+                if self.quorum_up() {
+                    self.handed_off.remove(id);
+                }
+            }
+            // The executor commits the line, then restarts the member once every other member
+            // serves (under the designated leader, if it led).
+            Step::HandOff { id } => {
+                if self.quorum_up() && self.voters.contains(id) {
+                    if !self.handed_off.insert(*id) {
+                        self.handed_off.remove(id);
+                    }
+                    if self.leader == Some(*id) {
+                        let successor = self
+                            .voters
+                            .iter()
+                            .copied()
+                            .find(|v| v != id && self.serving(ordinal(*v)).is_some());
+                        if successor.is_some() {
+                            self.leader = successor;
+                            self.seen.leadership_handed_off = true;
+                        }
+                    }
+                    let member = ordinal(*id);
+                    let others_serve = self
+                        .pods
+                        .keys()
+                        .chain(&(0..self.sts_replicas).collect::<Vec<_>>())
+                        .filter(|o| **o != member)
+                        .all(|o| self.serving(*o).is_some());
+                    if others_serve && self.leader != Some(*id) {
+                        self.evict(member, observation.uids.get(&member).copied());
+                    }
                 }
             }
             Step::RemoveVoter { id } => {
@@ -382,6 +426,7 @@ impl Model {
                 after.remove(id);
                 if self.quorum_up() && !after.is_empty() {
                     self.voters = after;
+                    self.handed_off.remove(id);
                 }
             }
             Step::SetReplicas(n) => self.sts_replicas = *n,
@@ -389,7 +434,7 @@ impl Model {
                 self.volumes.remove(ordinal);
                 self.synced.remove(ordinal);
             }
-            Step::UpdateMember { .. } | Step::Wait(_) | Step::Idle => {}
+            Step::Wait(_) | Step::Idle => {}
         }
         self.elect();
     }
@@ -399,6 +444,7 @@ impl Model {
         self.sts_replicas == self.desired
             && self.pods.len() == self.desired as usize
             && self.voters == (0..self.desired).map(id).collect()
+            && self.handed_off.is_disjoint(&self.voters)
             && (0..self.desired)
                 .all(|o| self.serving(o).is_some() && self.pods.get(&o).is_some_and(|p| p.revision == self.revision))
     }
@@ -591,7 +637,7 @@ fn random_runs_reach_every_fault() {
         failure_persistence: None,
         ..Config::default()
     });
-    let mut counts = [0u32; 6];
+    let mut counts = [0u32; 7];
     let strategy = (
         prop::sample::select(vec![1u32, 3, 5]),
         prop::collection::vec(event(), 1..60),
@@ -606,11 +652,12 @@ fn random_runs_reach_every_fault() {
             seen.stale_view_acted_on,
             seen.roll_stopped,
             seen.dead_voter_removed,
+            seen.leadership_handed_off,
         ]) {
             *count += u32::from(hit);
         }
     }
-    eprintln!("runs of 2000 with: quorum lost, broken member restarted, eviction refused, stale view acted on, roll stopped, dead voter removed: {counts:?}");
+    eprintln!("runs of 2000 with: quorum lost, broken member restarted, eviction refused, stale view acted on, roll stopped, dead voter removed, leadership handed off: {counts:?}");
     assert!(counts.iter().all(|c| *c > 0), "{counts:?}");
 }
 

@@ -11,6 +11,11 @@ pub mod ports {
     /// TLS clients (mutual TLS).
     pub const SECURE_CLIENT: u16 = 2182;
     pub const QUORUM: u16 = 2888;
+    /// The quorum port a leader's line moves to in order to hand leadership over before it
+    /// restarts: ZooKeeper keeps a leader whose committed line keeps its quorum address, and
+    /// otherwise designates a synced follower as leader, without an election. The line moves
+    /// back to `QUORUM` once the member has restarted. A member listens on it only while leading.
+    pub const QUORUM_HANDOFF: u16 = 2889;
     pub const ELECTION: u16 = 3888;
     pub const METRICS: u16 = 7000;
 }

@@ -159,6 +159,41 @@ impl TestNamespace {
             .collect()
     }
 
+    /// For each member pod (by UID): how many times it went back to looking for a leader after
+    /// it first served. ZooKeeper logs "LOOKING" each time a peer enters leader election, and
+    /// "FOLLOWING"/"LEADING"/"OBSERVING" when it serves; a hand-off goes straight from one
+    /// serving state to the next.
+    pub async fn elections_seen(&self, cluster: &str) -> std::collections::BTreeMap<String, usize> {
+        self.elections_seen_in(&format!("app.kubernetes.io/instance={cluster}"))
+            .await
+    }
+
+    /// `elections_seen` for the pods a label selector picks (e.g. the plain StatefulSet's).
+    pub async fn elections_seen_in(&self, selector: &str) -> std::collections::BTreeMap<String, usize> {
+        let pods: Api<k8s_openapi::api::core::v1::Pod> = self.api();
+        let listed = pods
+            .list(&kube::api::ListParams::default().labels(selector))
+            .await
+            .unwrap();
+        let mut seen = std::collections::BTreeMap::new();
+        for pod in listed.items {
+            let (pod, uid) = (
+                kube::ResourceExt::name_any(&pod),
+                kube::ResourceExt::uid(&pod).unwrap_or_default(),
+            );
+            let (_, log) = self.kubectl(&["logs", &pod, "-c", "zookeeper"]);
+            let message = |line: &str| line.trim_end().rsplit(" - ").next().unwrap_or("").to_string();
+            let lookings = log
+                .lines()
+                .map(message)
+                .skip_while(|m| !matches!(m.as_str(), "FOLLOWING" | "LEADING" | "OBSERVING"))
+                .filter(|m| m == "LOOKING")
+                .count();
+            seen.insert(uid, lookings);
+        }
+        seen
+    }
+
     pub fn kubectl(&self, args: &[&str]) -> (bool, String) {
         run(Command::new("kubectl").arg("-n").arg(&self.name).args(args))
     }
@@ -457,6 +492,18 @@ pub fn docker(args: &[&str]) -> (bool, String) {
 }
 
 /// Runs `kubectl ARGS` outside any namespace.
+/// Elections between two `elections_seen` of the same cluster: LOOKING episodes of members that
+/// had served, counted on the pods there at the end (a pod restarted since starts from zero).
+pub fn elections_between(
+    before: &std::collections::BTreeMap<String, usize>,
+    after: &std::collections::BTreeMap<String, usize>,
+) -> usize {
+    after
+        .iter()
+        .map(|(uid, n)| n.saturating_sub(before.get(uid).copied().unwrap_or(0)))
+        .sum()
+}
+
 pub fn kubectl(args: &[&str]) -> (bool, String) {
     run(Command::new("kubectl").args(args))
 }
