@@ -124,6 +124,71 @@ async fn rolling_restart_on_request_restarts_the_leader_last() {
     );
 }
 
+/// Whoever deletes the leader's pod (a person, a drain), its preStop hook hands leadership to a
+/// follower first: a new leader and no member going back to LOOKING. Control: without the hook
+/// (leaderHandOff false), the same deletion makes the members elect.
+#[tokio::test]
+async fn deleting_the_leaders_pod_hands_leadership_off() {
+    let (ns, before, workload) = cluster_under_load("e2e-leader-deleted", "3.9.4").await;
+    let mut workload = Some(workload);
+    for hand_off in [true, false] {
+        let leader = if hand_off {
+            before.status.clone().unwrap().leader.unwrap()
+        } else {
+            ns.patch_spec("zk", serde_json::json!({"rollout": {"leaderHandOff": false}}))
+                .await
+                .unwrap();
+            // The hook goes with a roll; then the leader as it is now.
+            common::wait_for(SETTLE, "the pods without the preStop hook", || async {
+                let (_, hooks) = ns.kubectl(&[
+                    "get",
+                    "pods",
+                    "-l",
+                    "app.kubernetes.io/instance=zk",
+                    "-o",
+                    "jsonpath={.items[*].spec.containers[0].lifecycle}",
+                ]);
+                hooks.trim().is_empty()
+            })
+            .await;
+            let settled = ns.wait_settled("zk", 3).await;
+            workload = Some(Workload::start(&ns.endpoint("zk").await).await);
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            settled.status.unwrap().leader.unwrap()
+        };
+        let elections_before = ns.elections_seen("zk").await;
+        let (ok, out) = ns.kubectl(&["delete", "pod", &leader, "--wait=false"]);
+        assert!(ok, "{out}");
+        let uid = ns.pod_uids("zk").await.get(&leader).cloned();
+        common::wait_for(SETTLE, "the leader's pod replaced", || async {
+            ns.pod_uids("zk").await.get(&leader) != uid.as_ref()
+        })
+        .await;
+        let settled = ns.wait_settled("zk", 3).await;
+        let elections = common::elections_between(&elections_before, &ns.elections_seen("zk").await);
+        let (report, missing) = workload.take().unwrap().finish().await;
+        let what = if hand_off {
+            "leader's pod deleted"
+        } else {
+            "leader's pod deleted, no hand-off"
+        };
+        assert_no_loss(what, &report, &missing, true);
+        let new_leader = settled.status.unwrap().leader.unwrap();
+        assert!(
+            report.elections() >= 1,
+            "{what}: the leader changed ({leader} -> {new_leader})"
+        );
+        if hand_off {
+            assert_eq!(elections, 0, "{what}: members went back to leader election");
+        } else {
+            assert!(
+                elections >= 1,
+                "control: deleting the leader without the hook made no election seen"
+            );
+        }
+    }
+}
+
 /// Scaling 3 -> 5 -> 3 by dynamic reconfiguration, one member at a time.
 #[tokio::test]
 async fn scaling_three_to_five_and_back_keeps_every_write() {

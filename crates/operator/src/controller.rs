@@ -333,6 +333,7 @@ async fn reconcile_cluster(zk: &ZooKeeperCluster, ctx: &Context) -> Result<Actio
         .unwrap_or_default();
 
     let written = apply::apply(ctx, zk, &names, &desired, &secrets, &observation).await?;
+    allow_hand_off(ctx, zk, &names, &observation, tls_phase).await;
 
     let outcome = match &plan {
         Some((_, step)) => execute::execute(ctx, &names, &observation, step, running_phase.local_plaintext()).await?,
@@ -452,6 +453,35 @@ async fn reconcile_cluster(zk: &ZooKeeperCluster, ctx: &Context) -> Result<Actio
         requeue = requeue.min(Duration::from_secs(wait));
     }
     Ok(Action::requeue(requeue))
+}
+
+/// Members may reconfigure (for the hand-off in their preStop hook) exactly while the pods have
+/// that hook: TLS on and `spec.rollout.leaderHandOff`.
+async fn allow_hand_off(ctx: &Context, zk: &ZooKeeperCluster, names: &Names, observation: &Observation, phase: Phase) {
+    let Some(writers) = observation.ensemble.as_ref().and_then(|e| e.reconfig_writers.as_ref()) else {
+        return;
+    };
+    let wanted: std::collections::BTreeSet<String> = if phase.secure_clients() && zk.spec.rollout.leader_hand_off {
+        [tls::member_identity(names, &ctx.settings.cluster_domain)].into()
+    } else {
+        Default::default()
+    };
+    if *writers == wanted {
+        return;
+    }
+    let targets = crate::observe::serving_targets(&observation.members, None);
+    match crate::ensemble::allow_reconfiguration(&targets, &observation.credentials, &wanted).await {
+        Ok(()) => tracing::info!(?wanted, "the identities that may reconfigure besides the super user"),
+        Err(why) => {
+            ctx.publish(
+                zk,
+                EventType::Warning,
+                "HandOffAccessPending",
+                format!("members cannot yet hand leadership off when they stop (an election follows instead): {why}"),
+            )
+            .await
+        }
+    }
 }
 
 /// TLS as status shows it.

@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 use vocabulary::{ports, VotingRole};
 use zk_agent::members::Membership;
-use zookeeper_client::{Client, EnsembleUpdate, TlsOptions};
+use zookeeper_client::{Acl, AuthId, Client, EnsembleUpdate, Permission, TlsOptions};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a reconfiguration is checked for before the reconcile moves on.
@@ -27,6 +27,9 @@ pub struct EnsembleConfig {
     pub version: Option<i64>,
     /// Each member as ZooKeeper committed it.
     pub members: std::collections::BTreeMap<u64, zk_agent::members::Member>,
+    /// Who, besides the super user, may reconfigure: x509 identities with WRITE on the
+    /// configuration node. `None` when it was not read.
+    pub reconfig_writers: Option<BTreeSet<String>>,
 }
 
 impl EnsembleConfig {
@@ -47,6 +50,7 @@ impl EnsembleConfig {
                 .collect(),
             version,
             members: membership.members.iter().map(|m| (m.id, m.clone())).collect(),
+            reconfig_writers: None,
         })
     }
 }
@@ -120,7 +124,41 @@ async fn read(client: &Client) -> Result<EnsembleConfig, String> {
         .await
         .map_err(|_| "reading the configuration timed out".to_string())?
         .map_err(|e| format!("reading the configuration: {e}"))?;
-    EnsembleConfig::parse(&String::from_utf8_lossy(&data))
+    let mut config = EnsembleConfig::parse(&String::from_utf8_lossy(&data))?;
+    if let Ok(Ok((acl, _))) = tokio::time::timeout(TIMEOUT, client.get_acl(CONFIG_NODE)).await {
+        config.reconfig_writers = Some(writers(&acl));
+    }
+    Ok(config)
+}
+
+fn writers(acl: &[Acl]) -> BTreeSet<String> {
+    acl.iter()
+        .filter(|a| a.scheme() == "x509" && a.permission() & Permission::WRITE == Permission::WRITE)
+        .map(|a| a.id().to_string())
+        .collect()
+}
+
+/// Lets exactly `writers` (x509 identities) reconfigure besides the super user; everyone reads
+/// the configuration, as by default. Members get it for the hand-off in their preStop hook:
+/// they already hold the ensemble's data and its quorum credentials.
+pub async fn allow_reconfiguration(
+    targets: &[Target],
+    credentials: &Credentials,
+    writers: &BTreeSet<String>,
+) -> Result<(), String> {
+    let target = targets.first().ok_or("no serving member")?;
+    let client = connect(target, credentials).await?;
+    let mut acl = vec![Acl::new(Permission::READ, AuthId::anyone())];
+    acl.extend(
+        writers
+            .iter()
+            .map(|id| Acl::new(Permission::READ | Permission::WRITE, AuthId::new("x509", id))),
+    );
+    tokio::time::timeout(TIMEOUT, client.set_acl(CONFIG_NODE, &acl, None))
+        .await
+        .map_err(|_| "setting the ACL of the configuration node timed out".to_string())?
+        .map_err(|e| format!("setting the ACL of the configuration node: {e}"))?;
+    Ok(())
 }
 
 /// The committed configuration, from the first of `targets` that answers.

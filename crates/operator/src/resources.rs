@@ -433,6 +433,13 @@ fn statefulset(
         "livenessProbe": probe("live", 10, 6),
         // The agent may wait for DNS and a member may sync a large snapshot.
         "startupProbe": probe("live", 5, 120),
+        "lifecycle": if secure && spec.rollout.leader_hand_off {
+            // A leader about to stop hands leadership to a follower first (no election); it
+            // authenticates with the member certificate. Bounded: it never holds a stop long.
+            json!({"preStop": {"exec": {"command": ["zk-agent", "hand-off"]}}})
+        } else {
+            json!(null)
+        },
         "resources": spec.resources,
         "securityContext": container_security,
         "volumeMounts": mounts,

@@ -235,6 +235,11 @@ pub struct TlsPlan {
 
 /// The names a member certificate covers: every member of the headless Service, the client
 /// Service, and the pod itself as seen from inside (localhost).
+/// The members' x509 identity in ZooKeeper: the subject of the member certificate.
+pub fn member_identity(names: &Names, cluster_domain: &str) -> String {
+    format!("CN={}", member_names(names, cluster_domain)[0])
+}
+
 pub fn member_names(names: &Names, cluster_domain: &str) -> Vec<String> {
     let ns = &names.namespace;
     let headless = names.headless_service();

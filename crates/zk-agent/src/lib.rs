@@ -5,6 +5,7 @@
 pub mod config;
 pub mod dns;
 pub mod guard;
+pub mod handoff;
 pub mod identity;
 pub mod jvm;
 pub mod members;

@@ -31,6 +31,18 @@ enum Command {
     /// Keep ZooKeeper's TLS stores up to date with the mounted Secret (a sidecar), replacing
     /// each file by write-then-rename so that ZooKeeper reloads it without a restart.
     SyncTls(TlsArgs),
+    /// The preStop hook: if this member leads, hand leadership to a follower before it stops
+    /// (no election). Always exits 0 within a few seconds; what it did goes to the container log.
+    HandOff(HandOffArgs),
+}
+
+#[derive(Args)]
+struct HandOffArgs {
+    #[command(flatten)]
+    identity: IdentityArgs,
+    /// Where the operator's TLS Secret is mounted: the member authenticates with it.
+    #[arg(long, env = "ZK_TLS_SECRET_DIR", default_value = vocabulary::tls::SECRET_DIR)]
+    tls_secret_dir: PathBuf,
 }
 
 #[derive(Args)]
@@ -196,6 +208,22 @@ fn run(cli: Cli) -> Result<(), AgentError> {
         Command::Configure(args) => {
             let prepared = start::prepare(&start_options(&args)?)?;
             println!("{}", prepared.config_file.display());
+            Ok(())
+        }
+        Command::HandOff(args) => {
+            let outcome = match identity(&args.identity)
+                .map_err(|e| e.to_string())
+                .and_then(|me| zk_agent::handoff::run(me.myid(), &args.tls_secret_dir))
+            {
+                Ok(done) => format!("hand-off: {done}"),
+                Err(why) => format!("hand-off not done, the members elect instead: {why}"),
+            };
+            // A hook's output is shown nowhere; the container's log is where people look.
+            log(&outcome);
+            if let Ok(mut main) = std::fs::OpenOptions::new().append(true).open("/proc/1/fd/2") {
+                use std::io::Write;
+                let _ = writeln!(main, "zk-agent: {outcome}");
+            }
             Ok(())
         }
         Command::Myid(args) => {
