@@ -3,9 +3,12 @@
 //! of 5 members with the leader's hand-off (the default) and without it (`leaderHandOff: false`,
 //! the leader restarts as it is), scaling 3 -> 5 and 5 -> 3, and the plain StatefulSet's
 //! RollingUpdate restart (the seed's approach: static server list, readiness = the JVM answers).
-//! Each row: the client-observed write stall (largest gap between two acknowledged writes),
-//! leader changes (zxid epochs), elections (members that had served going back to LOOKING, from
-//! their logs), duration, expired sessions, lost writes.
+//! Then the leader lost, with 4 concurrent clients: its pod deleted with the preStop hand-off
+//! and without it, against the plain StatefulSet's leader pod deleted and its leader's JVM
+//! killed (`kill -9`, the bare floor). Each row: the client-observed write stall (largest gap
+//! between two acknowledged writes, the worst client), leader changes (zxid epochs), elections
+//! (members that had served going back to LOOKING, from their logs), duration, expired
+//! sessions, lost writes.
 //!
 //! Rerun: make bench-day2   (cargo bench -p e2e --bench day2)
 
@@ -19,11 +22,17 @@ use std::time::{Duration, Instant};
 
 struct Row {
     name: String,
-    report: Report,
+    clients: usize,
+    stall: Duration,
+    leader_changes: i64,
     elections: usize,
+    acked: usize,
     lost: usize,
+    expired: u32,
     duration: Duration,
 }
+
+const CLIENTS: usize = 4;
 
 #[tokio::main]
 async fn main() {
@@ -90,6 +99,40 @@ async fn main() {
         )
         .await,
     );
+    for hand_off in [true, false] {
+        ns.patch_spec("zk", json!({"rollout": {"leaderHandOff": hand_off}}))
+            .await
+            .unwrap();
+        // The hook comes and goes with the pod template: a roll.
+        common::wait_for(common::SETTLE, "the pod template applied", || async {
+            let (_, hooks) = ns.kubectl(&[
+                "get",
+                "pods",
+                "-l",
+                "app.kubernetes.io/instance=zk",
+                "-o",
+                "jsonpath={.items[*].spec.containers[0].lifecycle}",
+            ]);
+            hooks.trim().is_empty() != hand_off
+        })
+        .await;
+        ns.wait_settled("zk", 3).await;
+        let how = if hand_off {
+            "preStop hook hands off"
+        } else {
+            "leaderHandOff: false"
+        };
+        rows.push(
+            measure_clients(
+                &format!("operator: the leader's pod deleted, {how}"),
+                CLIENTS,
+                &ns,
+                &connect,
+                || delete_leader(&ns),
+            )
+            .await,
+        );
+    }
 
     let seed = TestNamespace::new(&client, "bench-day2-statefulset").await;
     let (ok, out) = seed.kubectl_stdin(&["apply", "-f", "-"], &common::seed_statefulset(&seed.name));
@@ -123,24 +166,60 @@ async fn main() {
         )
         .await,
     );
+    for kill in [false, true] {
+        let name = if kill {
+            "plain StatefulSet: the leader's JVM killed (kill -9; bare floor)"
+        } else {
+            "plain StatefulSet: the leader's pod deleted"
+        };
+        rows.push(
+            measure_clients(name, CLIENTS, &seed, &seed_connect, || async {
+                let leader = (0..3)
+                    .map(|i| format!("seed-{i}"))
+                    .find(|pod| {
+                        seed.kubectl(&["exec", pod, "--", "zk-agent", "probe", "ready"])
+                            .1
+                            .contains("Leader")
+                    })
+                    .expect("a leader");
+                if kill {
+                    seed.kill_jvm(&leader).await;
+                } else {
+                    let (ok, out) = seed.kubectl(&["delete", "pod", &leader, "--wait=false"]);
+                    assert!(ok, "{out}");
+                }
+                // Until the leader is back down and up again: wait for it to stop answering first.
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                common::wait_for(common::SETTLE, "the plain StatefulSet to serve again", || async {
+                    (0..3).all(|i| {
+                        seed.kubectl(&["exec", &format!("seed-{i}"), "--", "zk-agent", "probe", "ready"])
+                            .0
+                    })
+                })
+                .await;
+            })
+            .await,
+        );
+    }
 
     println!();
     println!(
         "Client-observed effect of day-2 operations, ZooKeeper 3.9.4, TLS, local kind cluster (one run; rows in the order run)"
     );
-    println!("| operation | largest write stall s | leader changes | elections | duration s | sessions expired | acknowledged writes lost |");
-    println!("|---|---:|---:|---:|---:|---:|---:|");
+    println!("| operation | clients | largest write stall s | leader changes | elections | duration s | sessions expired | acknowledged writes lost |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     for row in &rows {
         println!(
-            "| {} | {:.2} | {} | {} | {:.0} | {} | {} of {} |",
+            "| {} | {} | {:.2} | {} | {} | {:.0} | {} | {} of {} |",
             row.name,
-            row.report.largest_gap.as_secs_f64(),
-            row.report.elections(),
+            row.clients,
+            row.stall.as_secs_f64(),
+            row.leader_changes,
             row.elections,
             row.duration.as_secs_f64(),
-            row.report.sessions_expired,
+            row.expired,
             row.lost,
-            row.report.acked.len()
+            row.acked
         );
     }
     println!("leader changes: new zxid epochs seen by the workload; elections: members that had served going back to LOOKING (their logs)");
@@ -162,7 +241,36 @@ async fn roll(ns: &TestNamespace, members: usize) {
     ns.wait_settled("zk", members as i32).await;
 }
 
+/// Deletes the operator cluster's leader's pod and waits until its replacement serves.
+async fn delete_leader(ns: &TestNamespace) {
+    let zk = ns.clusters().get("zk").await.unwrap();
+    let leader = zk.status.unwrap().leader.unwrap();
+    let uid = ns.pod_uids("zk").await.get(&leader).cloned();
+    let (ok, out) = ns.kubectl(&["delete", "pod", &leader, "--wait=false"]);
+    assert!(ok, "{out}");
+    common::wait_for(common::SETTLE, "the leader's pod replaced", || async {
+        ns.pod_uids("zk").await.get(&leader) != uid.as_ref()
+    })
+    .await;
+    ns.wait_settled("zk", 3).await;
+}
+
 async fn measure<F, Fut>(name: &str, ns: &TestNamespace, connect: &common::workload::Endpoint, operation: F) -> Row
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    measure_clients(name, 1, ns, connect, operation).await
+}
+
+/// Runs `operation` under `clients` concurrent workloads; the row reports the worst client.
+async fn measure_clients<F, Fut>(
+    name: &str,
+    clients: usize,
+    ns: &TestNamespace,
+    connect: &common::workload::Endpoint,
+    operation: F,
+) -> Row
 where
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = ()>,
@@ -172,7 +280,10 @@ where
     } else {
         "app.kubernetes.io/instance=zk"
     };
-    let workload = Workload::start(connect).await;
+    let mut workloads = Vec::new();
+    for _ in 0..clients {
+        workloads.push(Workload::start(connect).await);
+    }
     tokio::time::sleep(Duration::from_secs(3)).await;
     let seen = ns.elections_seen_in(selector).await;
     let started = Instant::now();
@@ -180,18 +291,34 @@ where
     let duration = started.elapsed();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let elections = common::elections_between(&seen, &ns.elections_seen_in(selector).await);
-    let (report, missing) = workload.finish().await;
+    let mut reports: Vec<(Report, Vec<u64>)> = Vec::new();
+    for workload in workloads {
+        reports.push(workload.finish().await);
+    }
+    for (report, _) in &reports {
+        for (ended, gap) in &report.stalls {
+            let ended = k8s_openapi::jiff::Timestamp::try_from(*ended)
+                .map(|t| t.to_string())
+                .unwrap_or_default();
+            eprintln!("  {name}: a {:.2}s stall ended at {ended}", gap.as_secs_f64());
+        }
+    }
+    let row = Row {
+        name: name.to_string(),
+        clients,
+        stall: reports.iter().map(|(r, _)| r.largest_gap).max().unwrap_or_default(),
+        leader_changes: reports.iter().map(|(r, _)| r.elections()).max().unwrap_or(0),
+        elections,
+        acked: reports.iter().map(|(r, _)| r.acked.len()).sum(),
+        lost: reports.iter().map(|(_, missing)| missing.len()).sum(),
+        expired: reports.iter().map(|(r, _)| r.sessions_expired).sum(),
+        duration,
+    };
     eprintln!(
         "{name}: stall {:.2}s, {} leader changes, {elections} elections, {:.0}s",
-        report.largest_gap.as_secs_f64(),
-        report.elections(),
+        row.stall.as_secs_f64(),
+        row.leader_changes,
         duration.as_secs_f64()
     );
-    Row {
-        name: name.to_string(),
-        lost: missing.len(),
-        elections,
-        report,
-        duration,
-    }
+    row
 }

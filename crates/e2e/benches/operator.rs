@@ -37,6 +37,7 @@ async fn main() {
         ("plain StatefulSet, OrderedReady (seed)", vec![], vec![]),
     ];
     let mut available_condition = Vec::new();
+    let mut bare_return = Vec::new();
     let mut phases: Vec<Vec<(&'static str, f64)>> = Vec::new();
     for round in 0..rounds {
         let (start, restart, condition, round_phases) = operator_round(&client, round).await;
@@ -44,7 +45,8 @@ async fn main() {
         rows[0].1.push(start);
         rows[0].2.push(restart);
         available_condition.push(condition);
-        let (start, restart) = statefulset_round(&client, round).await;
+        let (start, restart, bare) = statefulset_round(&client, round).await;
+        bare_return.push(bare);
         rows[1].1.push(start);
         rows[1].2.push(restart);
         eprintln!(
@@ -65,6 +67,10 @@ async fn main() {
     for (name, start, restart) in &rows {
         println!("| {name:<38} | {:<26} | {:<35} |", summary(start), summary(restart));
     }
+    println!(
+        "| bare floor: a member's JVM killed (kill -9), restarted in place | | {:<35} |",
+        summary(&bare_return)
+    );
     println!(
         "operator's own Available condition became True after: {} s",
         summary(&available_condition)
@@ -204,7 +210,7 @@ async fn operator_round(client: &kube::Client, round: usize) -> (f64, f64, f64, 
     (start, restart, condition, round_phases)
 }
 
-async fn statefulset_round(client: &kube::Client, round: usize) -> (f64, f64) {
+async fn statefulset_round(client: &kube::Client, round: usize) -> (f64, f64, f64) {
     let ns = TestNamespace::new(client, &format!("bench-statefulset-{round}")).await;
     let started = Instant::now();
     let (ok, out) = ns.kubectl_stdin(&["apply", "-f", "-"], &common::seed_statefulset(&ns.name));
@@ -215,7 +221,16 @@ async fn statefulset_round(client: &kube::Client, round: usize) -> (f64, f64) {
     }
     let start = started.elapsed().as_secs_f64();
     let restart = delete_and_time_return(&ns, "seed-0").await;
-    (start, restart)
+    // The bare floor of a member's return: its JVM killed, restarted in place (no scheduling,
+    // no volume, no DNS change), until it serves again.
+    let started = Instant::now();
+    ns.kill_jvm("seed-1").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    while !serving(&ns, "seed-1") {
+        assert!(started.elapsed() < TIMEOUT, "seed-1 never came back");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    (start, restart, started.elapsed().as_secs_f64())
 }
 
 /// Deletes the pod and times until its successor serves in the quorum.

@@ -266,12 +266,27 @@ async fn quorum_loss_recovers_by_itself() {
     let (ns, _, workload) = cluster_under_load("e2e-quorum-loss", "3.9.4").await;
 
     let pods: Api<Pod> = ns.api();
+    let before = ns.pod_uids("zk").await;
     pods.delete("zk-0", &DeleteParams::default()).await.unwrap();
     pods.delete("zk-1", &DeleteParams::default()).await.unwrap();
+    // The status may still say settled until the operator looks: wait for the new pods first.
+    wait_for(SETTLE, "zk-0 and zk-1 replaced", || async {
+        let now = ns.pod_uids("zk").await;
+        ["zk-0", "zk-1"]
+            .iter()
+            .all(|p| now.contains_key(*p) && now.get(*p) != before.get(*p))
+    })
+    .await;
     ns.wait_settled("zk", 3).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    workload.wait_for_progress(SETTLE).await;
     let (report, missing) = workload.finish().await;
     assert_no_loss("quorum loss", &report, &missing, false);
+    // The fault happened: the survivor lost its quorum, and the ensemble came back with a new
+    // leader's epoch.
+    assert!(
+        report.elections() >= 1,
+        "quorum loss: no new epoch, so no quorum was lost"
+    );
 }
 
 /// ZooKeeper 3.8.3 to 3.9.4, one member at a time, the leader last.

@@ -429,10 +429,14 @@ fn statefulset(
         "args": ["run"],
         "env": env,
         "ports": container_ports,
-        "readinessProbe": probe("ready", 5, 2),
+        // Ready is what the operator, the PodDisruptionBudget and the client Service wait for:
+        // a short period lets a member that serves count as soon as it does (an exec of the
+        // agent asking `srvr`, a few milliseconds of CPU).
+        "readinessProbe": probe("ready", 2, 3),
         "livenessProbe": probe("live", 10, 6),
-        // The agent may wait for DNS and a member may sync a large snapshot.
-        "startupProbe": probe("live", 5, 120),
+        // The agent may wait for DNS and a member may sync a large snapshot (up to 10 minutes);
+        // readiness is not probed before this passes, so it is probed every second.
+        "startupProbe": probe("live", 1, 600),
         "lifecycle": if secure && spec.rollout.leader_hand_off {
             // A leader about to stop hands leadership to a follower first (no election); it
             // authenticates with the member certificate. Bounded: it never holds a stop long.

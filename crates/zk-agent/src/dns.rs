@@ -16,7 +16,9 @@ impl Default for Backoff {
     fn default() -> Self {
         Backoff {
             first: Duration::from_millis(200),
-            max: Duration::from_secs(5),
+            // A name appears when its pod gets an address; look often (a look-up is cheap), so
+            // that the member starts within a second of it.
+            max: Duration::from_secs(1),
             deadline: Duration::from_secs(600),
         }
     }

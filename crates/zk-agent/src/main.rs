@@ -111,7 +111,9 @@ struct MemberArgs {
     #[arg(long, env = "ZK_DNS_TIMEOUT_SECONDS", default_value_t = 600)]
     dns_timeout_seconds: u64,
     /// Once this member's and a majority's names resolve, how long to wait for the other peers'.
-    #[arg(long, env = "ZK_DNS_PEER_GRACE_SECONDS", default_value_t = 30)]
+    /// Short: ZooKeeper resolves a peer again on every connection attempt, and the JVM caches a
+    /// failed look-up for 1 s only (dns.security); a majority is all a quorum needs.
+    #[arg(long, env = "ZK_DNS_PEER_GRACE_SECONDS", default_value_t = 2)]
     dns_peer_grace_seconds: u64,
 }
 

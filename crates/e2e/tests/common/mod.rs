@@ -513,6 +513,24 @@ impl TestNamespace {
         self.api::<k8s_openapi::api::core::v1::Pod>().get(name).await.unwrap()
     }
 
+    /// Kills a pod's ZooKeeper JVM with SIGKILL, as a crash would, from its node: inside the
+    /// container the JVM is PID 1, which ignores SIGKILL from its own namespace. The container
+    /// restarts in place.
+    pub async fn kill_jvm(&self, pod: &str) {
+        let node = self.node_of(pod).await;
+        let script = format!(
+            "id=$(crictl ps -q --name zookeeper --label io.kubernetes.pod.name={pod} \
+             --label io.kubernetes.pod.namespace={ns}) && \
+             kill -9 $(crictl inspect -o go-template --template '{{{{.info.pid}}}}' $id)",
+            ns = self.name
+        );
+        let output = Command::new("docker")
+            .args(["exec", &node, "sh", "-c", &script])
+            .output()
+            .expect("docker exec");
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    }
+
     /// The node a pod runs on.
     pub async fn node_of(&self, pod: &str) -> String {
         self.pod(pod).await.spec.unwrap().node_name.unwrap_or_default()

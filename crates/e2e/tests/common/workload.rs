@@ -64,6 +64,9 @@ pub struct Report {
     pub sessions_expired: u32,
     pub failed_attempts: u32,
     pub duration: Duration,
+    /// Every gap between acknowledged writes over 250 ms: when it ended (wall clock) and how long
+    /// it was, to line stalls up with what happened in the cluster.
+    pub stalls: Vec<(std::time::SystemTime, Duration)>,
 }
 
 impl Report {
@@ -153,7 +156,11 @@ impl Workload {
                 };
                 match zxid {
                     Some(zxid) => {
-                        report.largest_gap = report.largest_gap.max(last_ack.elapsed());
+                        let gap = last_ack.elapsed();
+                        if gap > Duration::from_millis(250) {
+                            report.stalls.push((std::time::SystemTime::now(), gap));
+                        }
+                        report.largest_gap = report.largest_gap.max(gap);
                         last_ack = Instant::now();
                         report.acked.push((seq, zxid));
                         acked_counter.fetch_add(1, Ordering::Relaxed);
