@@ -326,7 +326,27 @@ async fn drains_respect_the_budget_and_a_member_waits_for_its_node() {
     ns.wait_for_event("zk", "RestartingMember", &mark, Duration::from_secs(60))
         .await;
     let leader = status(&ns).await.leader.unwrap_or(leader);
-    let node = ns.node_of(&leader).await;
+    // After the step above two members share a node (the replaced one could not go back to its
+    // cordoned node). A drain of a node with two members and node-local volumes cannot finish
+    // while the first evicted waits for that node; drain the leader's node if it holds only the
+    // leader, else a node with one member.
+    let mut members_on: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for pod in ["zk-0", "zk-1", "zk-2"] {
+        members_on
+            .entry(ns.node_of(pod).await)
+            .or_default()
+            .push(pod.to_string());
+    }
+    let leader_node = ns.node_of(&leader).await;
+    let node = if members_on[&leader_node].len() == 1 {
+        leader_node
+    } else {
+        members_on
+            .iter()
+            .find(|(_, pods)| pods.len() == 1)
+            .map(|(node, _)| node.clone())
+            .expect("a node with one member")
+    };
     let fewest = fewest_ready_during(&ns, async {
         let (ok, out) = drain(&node, "240s");
         assert!(ok, "the drain finishes once the budget allows: {out}");
@@ -338,7 +358,7 @@ async fn drains_respect_the_budget_and_a_member_waits_for_its_node() {
         fewest >= 2,
         "two members were down at once during the drain and the roll ({fewest} ready)"
     );
-    finish("drain of the leader's node during a roll", workload, started, true).await;
+    finish("drain of a member's node during a roll", workload, started, true).await;
 }
 
 /// A whole worker node stopped (`docker stop` of its kind container) and started again.
