@@ -23,6 +23,23 @@ done
 
 ctx=kind-$CLUSTER_NAME
 
+# Every container shares the machine's inotify limits, and each ZooKeeper member watches its
+# certificate files (certificate reload): at the default 128 instances, about 30 members on one
+# machine and a member's JVM exits with "User limit of inotify instances reached". The values
+# are those kind's known issues recommend.
+raise_inotify_limit() {
+  local key=$1 want=$2 have
+  have=$(sysctl -n "$key" 2>/dev/null || echo 0)
+  (( have >= want )) && return 0
+  if [[ $(id -u) == 0 ]] && sysctl -qw "$key=$want" 2>/dev/null; then
+    log "raised $key from $have to $want (the nodes' pods share it)"
+  else
+    log "note: $key is $have; run 'sysctl -w $key=$want' as root, or members may fail to start when many run"
+  fi
+}
+raise_inotify_limit fs.inotify.max_user_instances 1024
+raise_inotify_limit fs.inotify.max_user_watches 524288
+
 # Docker hands out container addresses afresh when its daemon restarts (with the machine), but
 # etcd, the API server and each kubelet keep the address the node had when it joined
 # (--node-ip). Stopped nodes are started in the order of those addresses (Docker gives a

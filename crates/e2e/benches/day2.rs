@@ -10,7 +10,8 @@
 //! (members that had served going back to LOOKING, from their logs), duration, expired
 //! sessions, lost writes.
 //!
-//! Rerun: make bench-day2   (cargo bench -p e2e --bench day2)
+//! Rerun: make bench-day2   (cargo bench -p e2e --bench day2); `-- <text>` runs only the rows
+//! whose name contains it, e.g. `-- "leader's pod"`.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -34,6 +35,15 @@ struct Row {
 
 const CLIENTS: usize = 4;
 
+/// Whether a row is wanted: every row, or those whose name contains the argument given.
+fn wanted(name: &str) -> bool {
+    static FILTER: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    FILTER
+        .get_or_init(|| std::env::args().skip(1).find(|a| !a.starts_with('-')))
+        .as_deref()
+        .is_none_or(|f| name.contains(f))
+}
+
 #[tokio::main]
 async fn main() {
     let client = client().await;
@@ -46,7 +56,7 @@ async fn main() {
     ns.wait_settled("zk", 3).await;
     let connect = ns.endpoint("zk").await;
 
-    rows.push(
+    rows.extend(
         measure("no operation: the workload for 20 s (floor)", &ns, &connect, || async {
             tokio::time::sleep(Duration::from_secs(20)).await;
         })
@@ -54,7 +64,7 @@ async fn main() {
     );
     for members in [3, 5] {
         if members == 5 {
-            rows.push(
+            rows.extend(
                 measure(
                     "operator: scale 3 -> 5 (dynamic reconfiguration)",
                     &ns,
@@ -68,15 +78,18 @@ async fn main() {
             );
         }
         for hand_off in [true, false] {
-            ns.patch_spec("zk", json!({"rollout": {"leaderHandOff": hand_off}}))
-                .await
-                .unwrap();
             let how = if hand_off {
                 "leader hands off first"
             } else {
                 "leaderHandOff: false, leader restarted as it is"
             };
-            rows.push(
+            if !wanted(&format!("operator: rolling restart of {members}, {how}")) {
+                continue;
+            }
+            ns.patch_spec("zk", json!({"rollout": {"leaderHandOff": hand_off}}))
+                .await
+                .unwrap();
+            rows.extend(
                 measure(
                     &format!("operator: rolling restart of {members}, {how}"),
                     &ns,
@@ -87,7 +100,7 @@ async fn main() {
             );
         }
     }
-    rows.push(
+    rows.extend(
         measure(
             "operator: scale 5 -> 3 (dynamic reconfiguration)",
             &ns,
@@ -100,6 +113,15 @@ async fn main() {
         .await,
     );
     for hand_off in [true, false] {
+        let how = if hand_off {
+            "preStop hook hands off"
+        } else {
+            "leaderHandOff: false"
+        };
+        let name = format!("operator: the leader's pod deleted, {how}");
+        if !wanted(&name) {
+            continue;
+        }
         ns.patch_spec("zk", json!({"rollout": {"leaderHandOff": hand_off}}))
             .await
             .unwrap();
@@ -117,21 +139,7 @@ async fn main() {
         })
         .await;
         ns.wait_settled("zk", 3).await;
-        let how = if hand_off {
-            "preStop hook hands off"
-        } else {
-            "leaderHandOff: false"
-        };
-        rows.push(
-            measure_clients(
-                &format!("operator: the leader's pod deleted, {how}"),
-                CLIENTS,
-                &ns,
-                &connect,
-                || delete_leader(&ns),
-            )
-            .await,
-        );
+        rows.extend(measure_clients(&name, CLIENTS, &ns, &connect, || delete_leader(&ns)).await);
     }
 
     let seed = TestNamespace::new(&client, "bench-day2-statefulset").await;
@@ -145,7 +153,7 @@ async fn main() {
     })
     .await;
     let seed_connect = seed.plaintext_endpoint("seed", "app", "seed").await;
-    rows.push(
+    rows.extend(
         measure(
             "plain StatefulSet: kubectl rollout restart (RollingUpdate)",
             &seed,
@@ -172,7 +180,7 @@ async fn main() {
         } else {
             "plain StatefulSet: the leader's pod deleted"
         };
-        rows.push(
+        rows.extend(
             measure_clients(name, CLIENTS, &seed, &seed_connect, || async {
                 let leader = (0..3)
                     .map(|i| format!("seed-{i}"))
@@ -255,7 +263,12 @@ async fn delete_leader(ns: &TestNamespace) {
     ns.wait_settled("zk", 3).await;
 }
 
-async fn measure<F, Fut>(name: &str, ns: &TestNamespace, connect: &common::workload::Endpoint, operation: F) -> Row
+async fn measure<F, Fut>(
+    name: &str,
+    ns: &TestNamespace,
+    connect: &common::workload::Endpoint,
+    operation: F,
+) -> Option<Row>
 where
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = ()>,
@@ -270,11 +283,14 @@ async fn measure_clients<F, Fut>(
     ns: &TestNamespace,
     connect: &common::workload::Endpoint,
     operation: F,
-) -> Row
+) -> Option<Row>
 where
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
+    if !wanted(name) {
+        return None;
+    }
     let selector = if ns.name.ends_with("statefulset") {
         "app=seed"
     } else {
@@ -320,5 +336,5 @@ where
         row.leader_changes,
         duration.as_secs_f64()
     );
-    row
+    Some(row)
 }

@@ -429,14 +429,13 @@ fn statefulset(
         "args": ["run"],
         "env": env,
         "ports": container_ports,
-        // Ready is what the operator, the PodDisruptionBudget and the client Service wait for:
-        // a short period lets a member that serves count as soon as it does (an exec of the
-        // agent asking `srvr`, a few milliseconds of CPU).
-        "readinessProbe": probe("ready", 2, 3),
+        // Every probe is an exec (a container runtime call, tens of milliseconds of CPU on the
+        // node), for as long as the member runs: readiness stays at 5 s.
+        "readinessProbe": probe("ready", 5, 2),
         "livenessProbe": probe("live", 10, 6),
-        // The agent may wait for DNS and a member may sync a large snapshot (up to 10 minutes);
-        // readiness is not probed before this passes, so it is probed every second.
-        "startupProbe": probe("live", 1, 600),
+        // The agent may wait for DNS and a member may sync a large snapshot (up to 10 minutes).
+        // Readiness is not probed before this passes, so it is probed more often, only at start.
+        "startupProbe": probe("live", 2, 300),
         "lifecycle": if secure && spec.rollout.leader_hand_off {
             // A leader about to stop hands leadership to a follower first (no election); it
             // authenticates with the member certificate. Bounded: it never holds a stop long.

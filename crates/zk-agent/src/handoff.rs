@@ -21,6 +21,10 @@ pub const TIME_LIMIT: Duration = Duration::from_secs(5);
 /// After the commit, time for the followers to take the switch from the old leader's queue
 /// before it closes its connections.
 const FLUSH: Duration = Duration::from_millis(200);
+/// Before the hand-off, time for the Service to stop routing to this pod (its deletion started
+/// the hook): the hand-off disconnects every client, and a client reconnecting to the pod that
+/// stops waits for it to go away. The leader serves as usual meanwhile.
+const ROUTES_SETTLE: Duration = Duration::from_secs(1);
 
 /// The line `line` of member `id` with the other quorum port.
 pub fn handed_off_line(membership: &Membership, id: u64) -> Option<String> {
@@ -101,6 +105,8 @@ async fn hand_off(id: u64, cert: &str, key: &str, ca: &str) -> Result<String, St
         ));
     }
     let line = handed_off_line(&membership, id).ok_or(format!("server.{id} is not in the configuration"))?;
+    // Not when the operator handed off already (above): then the old leader holds its clients.
+    tokio::time::sleep(ROUTES_SETTLE).await;
     let version = membership
         .version
         .as_deref()
