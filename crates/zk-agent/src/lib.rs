@@ -2,6 +2,7 @@
 //! waits for DNS, writes `myid` and the configuration, applies the lost-disk guard, then becomes
 //! the ZooKeeper JVM; `zk-agent probe` answers the kubelet's probes.
 
+pub mod backup;
 pub mod config;
 pub mod dns;
 pub mod guard;

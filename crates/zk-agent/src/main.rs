@@ -34,6 +34,80 @@ enum Command {
     /// The preStop hook: if this member leads, hand leadership to a follower before it stops
     /// (no election). Always exits 0 within a few seconds; what it did goes to the container log.
     HandOff(HandOffArgs),
+    /// Copy this member's data (the newest valid snapshot and the logs after it, verified and cut
+    /// at a committed zxid) to a backup target, then apply retention. Prints a JSON report.
+    Backup(BackupArgs),
+    /// Download a backup, verify every file, and write it into the data directory of a member of
+    /// an ensemble that is being created (`--verify-only`: download and verify only).
+    Restore(RestoreArgs),
+}
+
+#[derive(Args)]
+struct TargetArgs {
+    /// `s3://<bucket>/<prefix>` or a directory (a mounted volume), where backups are kept.
+    #[arg(long, env = "ZK_BACKUP_TARGET")]
+    target: String,
+    /// The S3 endpoint (`https://host:port`); AWS when unset.
+    #[arg(long, env = "ZK_BACKUP_S3_ENDPOINT")]
+    s3_endpoint: Option<String>,
+    #[arg(long, env = "ZK_BACKUP_S3_REGION", default_value = "us-east-1")]
+    s3_region: String,
+    /// PEM file of the CA that signed the endpoint's certificate.
+    #[arg(long, env = "ZK_BACKUP_S3_CA_FILE")]
+    s3_ca_file: Option<PathBuf>,
+    /// Where the JSON report also goes (the operator reads the container's termination message).
+    #[arg(long, env = "ZK_REPORT_FILE", default_value = "/dev/termination-log")]
+    report_file: PathBuf,
+    /// The member's volume: ZooKeeper's data is in `zookeeper/`.
+    #[arg(long, env = "ZK_DATA_DIR", default_value = "/data")]
+    data_dir: PathBuf,
+    /// The ZooKeeper version of this image.
+    #[arg(long, env = "ZOOKEEPER_VERSION")]
+    zookeeper_version: String,
+}
+
+#[derive(Args)]
+struct BackupArgs {
+    #[command(flatten)]
+    target: TargetArgs,
+    /// The backup's name: `<cluster>-<UTC time, 20261201T153000Z>`.
+    #[arg(long)]
+    name: String,
+    #[arg(long)]
+    namespace: String,
+    #[arg(long)]
+    cluster: String,
+    /// The member (pod) whose volume is read, and its server id.
+    #[arg(long)]
+    member: String,
+    #[arg(long)]
+    server_id: u64,
+    /// A zxid the member had applied (so committed) when the backup started: the cut.
+    #[arg(long, value_parser = parse_zxid_arg)]
+    committed_zxid: Option<u64>,
+    /// Keep at most this many complete backups of the cluster (the newest is always kept).
+    #[arg(long)]
+    keep_count: Option<u32>,
+    /// Delete complete backups older than this (the newest is always kept).
+    #[arg(long)]
+    max_age_seconds: Option<i64>,
+}
+
+#[derive(Args)]
+struct RestoreArgs {
+    #[command(flatten)]
+    target: TargetArgs,
+    /// The backup to restore.
+    #[arg(long)]
+    name: String,
+    #[arg(long)]
+    verify_only: bool,
+    /// Restore up to this zxid of the backup's logs (the whole backup when unset).
+    #[arg(long, value_parser = parse_zxid_arg)]
+    up_to_zxid: Option<u64>,
+    /// Restores happen only while the ensemble is new.
+    #[arg(long, env = "ZK_ENSEMBLE_STATE", value_enum, default_value = "existing")]
+    ensemble_state: EnsembleStateArg,
 }
 
 #[derive(Args)]
@@ -228,6 +302,41 @@ fn run(cli: Cli) -> Result<(), AgentError> {
             }
             Ok(())
         }
+        Command::Backup(args) => {
+            let target = backup_target(&args.target)?;
+            let opts = zk_agent::backup::run::BackupOptions {
+                target,
+                name: args.name,
+                zookeeper_data_dir: args.target.data_dir.join("zookeeper"),
+                namespace: args.namespace,
+                cluster: args.cluster,
+                member: args.member,
+                server_id: args.server_id,
+                zookeeper_version: args.target.zookeeper_version.clone(),
+                committed_zxid: args.committed_zxid,
+                keep_count: args.keep_count,
+                max_age_seconds: args.max_age_seconds,
+            };
+            let report = block_on(zk_agent::backup::run::backup(&opts))?;
+            finish_job(&args.target.report_file, report)
+        }
+        Command::Restore(args) => {
+            let target = backup_target(&args.target)?;
+            let opts = zk_agent::backup::run::RestoreOptions {
+                target,
+                name: args.name,
+                zookeeper_data_dir: args.target.data_dir.join("zookeeper"),
+                zookeeper_version: args.target.zookeeper_version.clone(),
+                verify_only: args.verify_only,
+                ensemble_state: match args.ensemble_state {
+                    EnsembleStateArg::New => EnsembleState::New,
+                    EnsembleStateArg::Existing => EnsembleState::Existing,
+                },
+                up_to_zxid: args.up_to_zxid,
+            };
+            let report = block_on(zk_agent::backup::run::restore(&opts))?;
+            finish_job(&args.target.report_file, report)
+        }
         Command::Myid(args) => {
             println!("{}", identity(&args)?.myid());
             Ok(())
@@ -276,6 +385,66 @@ fn exit_on_sigterm() {
     // SAFETY: installs a handler that only calls an async-signal-safe function.
     unsafe {
         libc::signal(libc::SIGTERM, exit_now as *const () as libc::sighandler_t);
+    }
+}
+
+fn parse_zxid_arg(text: &str) -> Result<u64, String> {
+    zk_agent::backup::parse_zxid(text).ok_or_else(|| "a zxid: 0x<hex> or a decimal number".into())
+}
+
+fn backup_target(args: &TargetArgs) -> Result<zk_agent::backup::store::Target, AgentError> {
+    use zk_agent::backup::store::Target;
+    let usage = |message: String| AgentError::Usage {
+        field: "--target / ZK_BACKUP_TARGET".into(),
+        message,
+    };
+    if let Some(rest) = args.target.strip_prefix("s3://") {
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(usage(format!(
+                "{:?} names no bucket: s3://<bucket>/<prefix>",
+                args.target
+            )));
+        }
+        return Ok(Target::S3 {
+            bucket: bucket.to_string(),
+            prefix: prefix.trim_matches('/').to_string(),
+            endpoint: args.s3_endpoint.clone().filter(|e| !e.is_empty()),
+            region: args.s3_region.clone(),
+            ca_file: args.s3_ca_file.clone().filter(|p| !p.as_os_str().is_empty()),
+        });
+    }
+    let path = args.target.strip_prefix("file://").unwrap_or(&args.target);
+    if !path.starts_with('/') {
+        return Err(usage(format!(
+            "{:?} is neither s3://<bucket>/<prefix> nor an absolute directory",
+            args.target
+        )));
+    }
+    Ok(Target::Directory {
+        root: PathBuf::from(path),
+        prefix: String::new(),
+    })
+}
+
+fn block_on<T>(future: impl std::future::Future<Output = T>) -> Result<T, AgentError> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(AgentError::io("starting a runtime"))?;
+    Ok(runtime.block_on(future))
+}
+
+/// The report goes to stdout and to the termination message; a failed job exits 1.
+fn finish_job(report_file: &std::path::Path, report: zk_agent::backup::JobReport) -> Result<(), AgentError> {
+    let line = report.to_line();
+    println!("{line}");
+    let _ = std::fs::write(report_file, &line);
+    if report.ok {
+        Ok(())
+    } else {
+        Err(AgentError::Unsafe(report.message))
     }
 }
 

@@ -43,6 +43,8 @@ pub struct Ensemble {
     pub size: u32,
     base_port: u16,
     children: Vec<Option<Child>>,
+    /// ZooKeeper settings for every member (`key=value` lines), if any.
+    pub overrides: Option<String>,
 }
 
 impl Ensemble {
@@ -59,6 +61,7 @@ impl Ensemble {
             size,
             base_port,
             children: (0..size).map(|_| None).collect(),
+            overrides: None,
         };
         ensemble.set_resolvable(&(0..size).collect::<Vec<_>>());
         fs::write(ensemble.members_file(), ensemble.members_text()).unwrap();
@@ -157,6 +160,11 @@ impl Ensemble {
             .env("ZK_JVM_OPTS", JVM_OPTS);
         if let Some(java_home) = std::env::var_os("JAVA_HOME") {
             command.env("JAVA_HOME", java_home);
+        }
+        if let Some(overrides) = &self.overrides {
+            let file = self.root.join("overrides");
+            fs::write(&file, overrides).unwrap();
+            command.env("ZK_CONFIG_OVERRIDES_FILE", file);
         }
         command
     }

@@ -1,0 +1,235 @@
+//! Where backups are kept: an S3-compatible object store or a directory (a mounted volume), both
+//! through `object_store`, so the S3 code is the one a user points at AWS S3, MinIO or Ceph.
+//! Layout: `<prefix>/<backup name>/<file>.gz` and `<prefix>/<backup name>/manifest.json`.
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as ObjectPath;
+use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, RetryConfig};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How to reach the target. Credentials for S3 come from `AWS_ACCESS_KEY_ID` and
+/// `AWS_SECRET_ACCESS_KEY` (the operator maps them from the user's Secret).
+#[derive(Debug, Clone)]
+pub enum Target {
+    S3 {
+        bucket: String,
+        prefix: String,
+        /// `https://host:port` of an S3-compatible service; AWS when unset.
+        endpoint: Option<String>,
+        region: String,
+        /// PEM file of the CA that signed the endpoint's certificate, if not a public one.
+        ca_file: Option<PathBuf>,
+    },
+    Directory {
+        root: PathBuf,
+        prefix: String,
+    },
+}
+
+impl Target {
+    pub fn describe(&self) -> String {
+        match self {
+            Target::S3 {
+                bucket,
+                prefix,
+                endpoint,
+                ..
+            } => format!(
+                "s3://{bucket}{}{prefix}{}",
+                if prefix.is_empty() { "" } else { "/" },
+                endpoint.as_ref().map(|e| format!(" at {e}")).unwrap_or_default()
+            ),
+            Target::Directory { root, prefix } if prefix.is_empty() => root.display().to_string(),
+            Target::Directory { root, prefix } => format!("{}/{prefix}", root.display()),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0}")]
+    Config(String),
+    #[error("{action} {what} at {target}: {source}")]
+    Access {
+        action: &'static str,
+        what: String,
+        target: String,
+        #[source]
+        source: Box<object_store::Error>,
+    },
+}
+
+pub struct Store {
+    inner: Arc<dyn ObjectStore>,
+    prefix: ObjectPath,
+    target: String,
+}
+
+impl Store {
+    pub fn open(target: &Target) -> Result<Store, StoreError> {
+        let (inner, prefix): (Arc<dyn ObjectStore>, &str) = match target {
+            Target::S3 {
+                bucket,
+                prefix,
+                endpoint,
+                region,
+                ca_file,
+            } => {
+                let key = std::env::var("AWS_ACCESS_KEY_ID").unwrap_or_default();
+                let secret = std::env::var("AWS_SECRET_ACCESS_KEY").unwrap_or_default();
+                if key.is_empty() || secret.is_empty() {
+                    return Err(StoreError::Config(
+                        "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY must be set (the Secret named by \
+                         spec.backup.target.s3.credentialsSecret, keys accessKeyId and secretAccessKey)"
+                            .into(),
+                    ));
+                }
+                let mut options = ClientOptions::new()
+                    .with_connect_timeout(Duration::from_secs(5))
+                    .with_timeout(Duration::from_secs(120));
+                if let Some(endpoint) = endpoint {
+                    options = options.with_allow_http(endpoint.starts_with("http://"));
+                }
+                if let Some(ca_file) = ca_file {
+                    let pem = std::fs::read(ca_file)
+                        .map_err(|e| StoreError::Config(format!("reading the CA file {}: {e}", ca_file.display())))?;
+                    let certificates = object_store::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                        StoreError::Config(format!("the CA file {} is not PEM: {e}", ca_file.display()))
+                    })?;
+                    for certificate in certificates {
+                        options = options.with_root_certificate(certificate);
+                    }
+                }
+                let retry = RetryConfig {
+                    max_retries: 3,
+                    retry_timeout: Duration::from_secs(30),
+                    ..RetryConfig::default()
+                };
+                let mut builder = AmazonS3Builder::new()
+                    .with_bucket_name(bucket)
+                    .with_region(region)
+                    .with_access_key_id(key)
+                    .with_secret_access_key(secret)
+                    .with_client_options(options)
+                    .with_retry(retry);
+                if let Some(endpoint) = endpoint {
+                    builder = builder.with_endpoint(endpoint).with_virtual_hosted_style_request(false);
+                }
+                let store = builder
+                    .build()
+                    .map_err(|e| StoreError::Config(format!("the S3 target: {e}")))?;
+                (Arc::new(store), prefix.as_str())
+            }
+            Target::Directory { root, prefix } => {
+                std::fs::create_dir_all(root)
+                    .map_err(|e| StoreError::Config(format!("creating {}: {e}", root.display())))?;
+                let store = LocalFileSystem::new_with_prefix(root)
+                    .map_err(|e| StoreError::Config(format!("the directory {}: {e}", root.display())))?;
+                (Arc::new(store), prefix.as_str())
+            }
+        };
+        Ok(Store {
+            inner,
+            prefix: ObjectPath::from(prefix.trim_matches('/')),
+            target: target.describe(),
+        })
+    }
+
+    pub fn describe(&self) -> &str {
+        &self.target
+    }
+
+    fn path(&self, backup: &str, object: &str) -> ObjectPath {
+        self.prefix.clone().join(backup).join(object)
+    }
+
+    pub fn location(&self, backup: &str) -> String {
+        format!("{}/{backup}", self.target)
+    }
+
+    pub async fn put(&self, backup: &str, object: &str, bytes: Bytes) -> Result<(), StoreError> {
+        self.inner
+            .put(&self.path(backup, object), bytes.into())
+            .await
+            .map(|_| ())
+            .map_err(|source| StoreError::Access {
+                action: "writing",
+                what: format!("{backup}/{object}"),
+                target: self.target.clone(),
+                source: Box::new(source),
+            })
+    }
+
+    /// `None` when the object does not exist.
+    pub async fn get(&self, backup: &str, object: &str) -> Result<Option<Bytes>, StoreError> {
+        let access = |source: object_store::Error| StoreError::Access {
+            action: "reading",
+            what: format!("{backup}/{object}"),
+            target: self.target.clone(),
+            source: Box::new(source),
+        };
+        match self.inner.get(&self.path(backup, object)).await {
+            Ok(result) => result.bytes().await.map(Some).map_err(access),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(access(e)),
+        }
+    }
+
+    /// Every backup under the prefix, and whether it has its manifest.
+    pub async fn list(&self) -> Result<BTreeMap<String, bool>, StoreError> {
+        let objects: Vec<_> = self
+            .inner
+            .list(Some(&self.prefix))
+            .try_collect()
+            .await
+            .map_err(|source| StoreError::Access {
+                action: "listing",
+                what: "the backups".into(),
+                target: self.target.clone(),
+                source: Box::new(source),
+            })?;
+        let depth = self.prefix.parts().count();
+        let mut backups = BTreeMap::new();
+        for object in objects {
+            let parts: Vec<String> = object.location.parts().map(|p| p.as_ref().to_string()).collect();
+            if parts.len() != depth + 2 {
+                continue;
+            }
+            let complete = backups.entry(parts[depth].clone()).or_insert(false);
+            *complete |= parts[depth + 1] == super::MANIFEST;
+        }
+        Ok(backups)
+    }
+
+    /// Deletes a backup: its manifest first, so that it is never seen complete with files missing.
+    pub async fn delete(&self, backup: &str) -> Result<(), StoreError> {
+        let access = |source: object_store::Error| StoreError::Access {
+            action: "deleting",
+            what: backup.to_string(),
+            target: self.target.clone(),
+            source: Box::new(source),
+        };
+        let dir = self.prefix.clone().join(backup);
+        let mut objects: Vec<ObjectPath> = self
+            .inner
+            .list(Some(&dir))
+            .map_ok(|o| o.location)
+            .try_collect()
+            .await
+            .map_err(access)?;
+        objects.sort_by_key(|p| p.filename() != Some(super::MANIFEST));
+        for object in objects {
+            match self.inner.delete(&object).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(access(e)),
+            }
+        }
+        Ok(())
+    }
+}

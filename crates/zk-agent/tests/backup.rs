@@ -1,0 +1,190 @@
+//! Backups of a real ZooKeeper ensemble's data directory, restored into a new ensemble (no
+//! Kubernetes): what the backup job and the restore step do in the pods, on real files.
+
+mod common;
+
+use common::{create, Ensemble};
+use std::process::Output;
+use std::time::Duration;
+use zookeeper_client::{Acls, CreateMode};
+
+const READY: Duration = Duration::from_secs(90);
+
+fn run(zk: &Ensemble, member: u32, args: &[&str], ensemble_state: &str) -> Output {
+    let output = zk
+        .agent(member, args[0], ensemble_state)
+        .args(&args[1..])
+        .env("ZOOKEEPER_VERSION", "3.9.4")
+        .env("ZK_REPORT_FILE", zk.root.join("report.json"))
+        .output()
+        .expect("running zk-agent");
+    eprintln!(
+        "zk-agent {}: {}\n{}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+fn report(output: &Output) -> zk_agent::backup::JobReport {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    serde_json::from_str(stdout.lines().last().unwrap_or_default()).expect("a JSON report on the last line")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backup_restores_into_a_new_ensemble_up_to_its_zxid() {
+    let store = std::env::temp_dir().join("zk-agent-it-backup-store");
+    let _ = std::fs::remove_dir_all(&store);
+    let target = store.to_str().unwrap().to_string();
+
+    let mut old = Ensemble::new("backup-old", 3, 21700);
+    // Snapshots and new logs every few dozen transactions: the backup must pick a snapshot taken
+    // under writes (fuzzy) and chain the logs after it.
+    old.overrides = Some("snapCount=40\n".into());
+    old.start_all("new");
+    old.wait_ready(&[0, 1, 2], READY);
+    let client = common::client(&old.connect_string(&[0, 1, 2])).await;
+    create(&client, "/app", "root").await;
+    for i in 0..300 {
+        create(&client, &format!("/app/n{i:04}"), &format!("value-{i}")).await;
+    }
+    let read_only = CreateMode::Persistent.with_acls(Acls::anyone_read());
+    client.create("/app/locked", b"secret", &read_only).await.unwrap();
+    client.sync("/").await.unwrap();
+    let committed = zk_agent::probe::srvr(&old.client_address(1), Duration::from_secs(2))
+        .unwrap()
+        .zxid
+        .unwrap();
+    // Written after the zxid the backup is cut at: must not come back.
+    for i in 0..20 {
+        create(&client, &format!("/app/late{i}"), "late").await;
+    }
+    let name = "backup-old-20261201T120000Z";
+    let committed_hex = format!("0x{committed:x}");
+    let out = run(
+        &old,
+        1,
+        &[
+            "backup",
+            "--target",
+            &target,
+            "--name",
+            name,
+            "--namespace",
+            "it",
+            "--cluster",
+            "backup-old",
+            "--member",
+            "zk-1",
+            "--server-id",
+            "2",
+            "--committed-zxid",
+            &committed_hex,
+        ],
+        "existing",
+    );
+    assert!(out.status.success());
+    let backed_up = report(&out);
+    assert!(backed_up.ok, "{backed_up:?}");
+    assert_eq!(backed_up.zxid.as_deref(), Some(committed_hex.as_str()));
+    let manifest: zk_agent::backup::Manifest =
+        serde_json::from_slice(&std::fs::read(store.join(name).join("manifest.json")).unwrap()).unwrap();
+    assert_ne!(
+        manifest.snapshot_zxid, "0x0",
+        "a snapshot taken under writes, not the empty first one"
+    );
+    assert!(manifest.nodes > 100, "{manifest:?}");
+    drop(client);
+    drop(old);
+
+    // Refused: a missing backup, and one with a byte flipped.
+    let mut new = Ensemble::new("backup-new", 3, 21800);
+    let out = run(
+        &new,
+        0,
+        &[
+            "restore",
+            "--target",
+            &target,
+            "--name",
+            "nothing-here",
+            "--verify-only",
+        ],
+        "new",
+    );
+    assert!(!out.status.success());
+    assert!(report(&out).message.contains("not found"), "{:?}", report(&out));
+    let corrupt = store.join("corrupt");
+    std::fs::create_dir_all(&corrupt).unwrap();
+    let corrupt_name = "backup-old-20261201T130000Z";
+    std::fs::create_dir_all(corrupt.join(corrupt_name)).unwrap();
+    for entry in std::fs::read_dir(store.join(name)).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), corrupt.join(corrupt_name).join(entry.file_name())).unwrap();
+    }
+    let victim = std::fs::read_dir(corrupt.join(corrupt_name))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("snapshot."))
+        .unwrap();
+    let mut bytes = std::fs::read(&victim).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(&victim, bytes).unwrap();
+    let out = run(
+        &new,
+        0,
+        &[
+            "restore",
+            "--target",
+            corrupt.to_str().unwrap(),
+            "--name",
+            corrupt_name,
+            "--verify-only",
+        ],
+        "new",
+    );
+    assert!(!out.status.success());
+    assert!(report(&out).message.contains("corrupt"), "{:?}", report(&out));
+
+    for i in 0..3 {
+        let out = run(&new, i, &["restore", "--target", &target, "--name", name], "new");
+        assert!(out.status.success() && report(&out).ok);
+    }
+    // A member that has data is never restored over.
+    let out = run(&new, 0, &["restore", "--target", &target, "--name", name], "new");
+    assert!(report(&out).message.contains("has data already"));
+    new.start_all("new");
+    new.wait_ready(&[0, 1, 2], READY);
+    let client = common::client(&new.connect_string(&[0, 1, 2])).await;
+    client.sync("/").await.unwrap();
+    let children = client.list_children("/app").await.unwrap();
+    assert_eq!(
+        children.len(),
+        301,
+        "300 nodes and /app/locked, none written after the backup's zxid"
+    );
+    for i in [0, 150, 299] {
+        let (data, _) = client.get_data(&format!("/app/n{i:04}")).await.unwrap();
+        assert_eq!(data, format!("value-{i}").as_bytes());
+    }
+    let (acl, _) = client.get_acl("/app/locked").await.unwrap();
+    assert_eq!(acl.as_slice(), &Acls::anyone_read() as &[zookeeper_client::Acl]);
+    assert!(
+        client.set_data("/app/locked", b"x", None).await.is_err(),
+        "the ACL is restored"
+    );
+    create(&client, "/app/written-after-restore", "ok").await;
+    for i in 0..3 {
+        let log = new.log(i);
+        assert!(
+            !log.contains("initialize marker written"),
+            "restored members start as an existing ensemble:\n{log}"
+        );
+    }
+    // The configuration node names the new ensemble's members, not the old one's.
+    let (config, _) = client.get_config().await.unwrap();
+    let config = String::from_utf8(config).unwrap();
+    assert!(config.contains(&format!(":{}:", 21800 + 10)), "{config}");
+}
