@@ -21,7 +21,7 @@ IMAGE ?= $(IMAGE_REPO):$(ZOOKEEPER_VERSION)
 
 export ZK_TEST_ZOOKEEPER_HOME := $(CURDIR)/build/zookeeper-$(ZOOKEEPER_VERSION)
 
-.PHONY: prereqs all build lint test test-rust test-rules test-image image images zookeeper-dist bench-agent clean crd check-crd install demo e2e bench bench-day2 bench-scale chaos
+.PHONY: prereqs all build lint test test-rust test-rules test-image image images zookeeper-dist bench-agent clean crd check-crd install demo e2e bench bench-day2 bench-scale chaos s3-store
 
 all: build
 
@@ -68,8 +68,12 @@ demo: install $(if $(PROMETHEUS),prometheus)
 
 # One test at a time: each runs a whole ensemble on a two-core machine. Prometheus is there for
 # the observability test.
-e2e: install prometheus
+e2e: install prometheus s3-store
 	cargo test -p e2e -- --test-threads=1
+
+# The object store the backup tests write to (S3 over TLS, signatures checked), on the local cluster.
+s3-store: cluster docker
+	cluster/s3-store/build.sh
 
 chaos: install
 	scripts/chaos.sh

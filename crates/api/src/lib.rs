@@ -25,6 +25,8 @@ pub const RENEW_CERTIFICATES_ANNOTATION: &str = "zookeeper.zkop.io/renew-certifi
 /// Set (to any new value) to rotate the operator-made certificate authority now: trusted beside
 /// the current one, then signing, then the old one dropped, without restarts.
 pub const ROTATE_CA_ANNOTATION: &str = "zookeeper.zkop.io/rotate-ca-requested-at";
+/// Set (to any new value) to take a backup now, besides the schedule (needs spec.backup).
+pub const BACKUP_ANNOTATION: &str = "zookeeper.zkop.io/backup-requested-at";
 /// The longest cluster name: `<name>-headless` (Service) and `<name>-<10-char revision hash>`
 /// (the StatefulSet's revision label) must stay within 63 characters.
 pub const MAX_NAME_LENGTH: usize = 52;
@@ -135,6 +137,133 @@ pub struct ZooKeeperClusterSpec {
     /// port); it is enforced where the cluster's network plugin enforces NetworkPolicies.
     #[serde(default)]
     pub access: AccessSpec,
+
+    /// Backups of the ensemble's data to an S3-compatible object store or a volume: on a
+    /// schedule, on demand (the zookeeper.zkop.io/backup-requested-at annotation), with retention.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<BackupSpec>,
+
+    /// Create this ensemble from a backup: every member starts with the backup's data (the
+    /// ensemble exists from its first start). Checked before any member is created: a missing,
+    /// incomplete, corrupt or newer-ZooKeeper backup is refused with a condition that says why.
+    /// Read only while the cluster is created; later changes are ignored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_from: Option<RestoreFromSpec>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupSpec {
+    /// When to back up: a cron expression of five fields (minute hour day month weekday), in
+    /// UTC, e.g. "0 */6 * * *". Without it backups run only on demand.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    #[x_kube(validation = Rule::new("self.split(' ').filter(f, f != '').size() == 5")
+        .message("spec.backup.schedule must be a cron expression of five fields (minute hour day-of-month month day-of-week), e.g. '0 */6 * * *'"))]
+    pub schedule: Option<String>,
+    /// Stops scheduled backups (on-demand ones still run).
+    #[serde(default)]
+    pub suspend: bool,
+    #[serde(default)]
+    pub retention: BackupRetention,
+    pub target: BackupTarget,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupRetention {
+    /// Keep at most this many complete backups (default 7). The newest is always kept.
+    #[serde(default = "default_backup_count", skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub count: Option<u32>,
+    /// Delete backups older than this many days. The newest is always kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 3650))]
+    pub max_age_days: Option<u32>,
+}
+
+impl Default for BackupRetention {
+    fn default() -> Self {
+        BackupRetention {
+            count: default_backup_count(),
+            max_age_days: None,
+        }
+    }
+}
+
+fn default_backup_count() -> Option<u32> {
+    Some(7)
+}
+
+/// Where backups are kept: exactly one of s3 and persistentVolumeClaim.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.s3) != has(self.persistentVolumeClaim)")
+    .message("a backup target names exactly one of s3 and persistentVolumeClaim"))]
+pub struct BackupTarget {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3: Option<S3Target>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persistent_volume_claim: Option<VolumeTarget>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct S3Target {
+    /// The S3-compatible service, e.g. https://minio.storage.svc:9000; AWS S3 when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    #[x_kube(validation = Rule::new("self.startsWith('https://') || self.startsWith('http://')")
+        .message("spec.backup.target.s3.endpoint must be a URL: https://host[:port] (http:// sends the data unencrypted)"))]
+    pub endpoint: Option<String>,
+    #[schemars(length(min = 3, max = 63), regex(pattern = "^[a-z0-9][a-z0-9.-]*[a-z0-9]$"))]
+    pub bucket: String,
+    /// Key prefix the backups go under (default `<namespace>/<cluster>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 512), regex(pattern = "^[A-Za-z0-9!_.*'()/-]*$"))]
+    pub prefix: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub region: Option<String>,
+    /// A Secret in the cluster's namespace with keys accessKeyId and secretAccessKey.
+    #[schemars(length(min = 1, max = 253))]
+    pub credentials_secret: String,
+    /// A Secret with key ca.crt: the CA that signed the endpoint's certificate, when it is not
+    /// publicly trusted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub ca_secret: Option<String>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumeTarget {
+    /// A PersistentVolumeClaim in the cluster's namespace. Backup jobs run on the node of the
+    /// member they read: the claim must be mountable there (ReadWriteMany, or a volume that
+    /// node can reach).
+    #[schemars(length(min = 1, max = 253))]
+    pub claim_name: String,
+    /// Directory within the volume (default `<namespace>/<cluster>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 512), regex(pattern = "^[A-Za-z0-9_.-][A-Za-z0-9_./-]*$"))]
+    #[x_kube(validation = Rule::new("!self.split('/').exists(p, p == '..')")
+        .message("spec.backup.target.persistentVolumeClaim.prefix must stay inside the volume (no '..')"))]
+    pub prefix: Option<String>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RestoreFromSpec {
+    /// Where the backup is. Its prefix defaults to `<namespace>/<cluster that made it>` (the
+    /// backup's name without its time), as that cluster wrote it.
+    pub target: BackupTarget,
+    /// The backup's name, as status.backup.lastSuccessful.name showed it: `<cluster>-<UTC time>`.
+    #[schemars(length(min = 1, max = 253), regex(pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]*$"))]
+    pub backup: String,
+    /// Restore only up to this zxid (0x<hex>) of the backup's logs, not past its end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 18), regex(pattern = "^0x[0-9a-fA-F]{1,16}$"))]
+    pub zxid: Option<String>,
 }
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -563,6 +692,76 @@ pub struct ZooKeeperClusterStatus {
     /// The last day-2 operation that ended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_operation: Option<LastOperation>,
+    /// Backups: the last that succeeded, the last that failed, the one running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<BackupStatus>,
+    /// The restore this cluster was created from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<RestoreStatus>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_successful: Option<BackupRecord>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failure: Option<BackupFailure>,
+    /// The backup job running now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub running: Option<String>,
+    /// The schedule's latest time that was acted on (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_scheduled_time: Option<String>,
+    /// The next scheduled backup (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_scheduled_time: Option<String>,
+    /// The value of the backup-requested-at annotation last acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_request: Option<String>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupRecord {
+    /// What spec.restoreFrom.backup names to restore it.
+    pub name: String,
+    /// When it was taken (RFC 3339).
+    pub time: String,
+    /// Every transaction up to this zxid is in it, none after.
+    pub zxid: String,
+    pub size_bytes: u64,
+    pub location: String,
+    /// The member whose data it holds.
+    pub member: String,
+    pub duration_seconds: f64,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupFailure {
+    pub name: String,
+    pub time: String,
+    pub reason: String,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RestoreStatus {
+    pub backup: String,
+    /// Checking: the backup is being downloaded and verified; Verified: the members restore it
+    /// as they start; Refused: it cannot be restored (see message).
+    pub phase: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zxid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// When the last check ended (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checked_at: Option<String>,
+    /// The spec generation it was checked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
 }
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]

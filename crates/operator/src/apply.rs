@@ -25,6 +25,7 @@ pub async fn apply(
     desired: &Desired,
     secrets: &[Secret],
     observation: &Observation,
+    create_members: bool,
 ) -> Result<usize, Error> {
     let owner = zk.uid().unwrap_or_default();
     match &observation.admin_secret {
@@ -61,7 +62,10 @@ pub async fn apply(
     }
     written += apply_one(ctx, &desired.pod_disruption_budget, &owner, Seen::NotLooked).await?;
     written += apply_one(ctx, &desired.network_policy, &owner, Seen::NotLooked).await?;
-    written += apply_one(ctx, &desired.statefulset, &owner, observed_statefulset).await?;
+    // A cluster created from a backup creates its members once the backup is verified.
+    if create_members || observation.statefulset.is_some() {
+        written += apply_one(ctx, &desired.statefulset, &owner, observed_statefulset).await?;
+    }
     grow_volumes(ctx, zk, names, &observation.claims).await;
     drop_unused_revisions(ctx, names, desired, observation).await?;
     Ok(written)

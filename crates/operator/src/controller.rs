@@ -13,9 +13,10 @@ use crate::observe::{self, Observation};
 use crate::planner::{self, ClusterView, Step};
 use crate::resources::{self, Inputs, Names, OperatorSettings};
 use crate::status::{self, Operation, StatusInputs};
-use crate::{apply, execute, report, tls};
+use crate::{apply, backups, execute, report, tls};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
@@ -148,7 +149,9 @@ async fn run_in(ctx: Arc<Context>, namespace: Option<&str>) {
     Controller::new_with(clusters, watcher::Config::default(), resource)
         .owns_with(api::<StatefulSet>(&client, namespace), (), owned.clone())
         .owns_with(api::<ConfigMap>(&client, namespace), (), owned.clone())
-        .owns_with(api::<Service>(&client, namespace), (), owned)
+        .owns_with(api::<Service>(&client, namespace), (), owned.clone())
+        // Backup and restore-check jobs: a finished one is read at once.
+        .owns_with(api::<Job>(&client, namespace), (), owned)
         .watches(api::<Pod>(&client, namespace), pods, cluster_of_pod)
         .with_config(controller::Config::default().debounce(Duration::from_millis(500)))
         .shutdown_on_signal()
@@ -332,13 +335,56 @@ async fn reconcile_cluster(zk: &ZooKeeperCluster, ctx: &Context) -> Result<Actio
         .map(|m| resources::tls_secrets(zk, &names, m))
         .unwrap_or_default();
 
-    let written = apply::apply(ctx, zk, &names, &desired, &secrets, &observation).await?;
+    // Backup and restore-check jobs, read only where backups or a restore are declared (or a
+    // job may be left over): most clusters cost no extra request.
+    let backups_in_play = zk.spec.backup.is_some()
+        || zk.spec.restore_from.is_some()
+        || zk
+            .status
+            .as_ref()
+            .is_some_and(|s| s.backup.as_ref().is_some_and(|b| b.running.is_some()));
+    let jobs = if backups_in_play {
+        backups::observe_jobs(&ctx.client, &names).await?
+    } else {
+        Vec::new()
+    };
+    let now_seconds = now.as_second();
+    let restore_gate = backups::restore_gate(
+        &names.cluster,
+        zk.spec.restore_from.as_ref(),
+        zk.metadata.generation.unwrap_or(0),
+        observation.statefulset.is_some(),
+        zk.status.as_ref().and_then(|s| s.restore.as_ref()),
+        &jobs,
+        now_seconds,
+    );
+
+    let written = apply::apply(
+        ctx,
+        zk,
+        &names,
+        &desired,
+        &secrets,
+        &observation,
+        restore_gate.create_members,
+    )
+    .await?;
     allow_hand_off(ctx, zk, &names, &observation, tls_phase).await;
 
     let outcome = match &plan {
         Some((_, step)) => execute::execute(ctx, &names, &observation, step, running_phase.local_plaintext()).await?,
         None => None,
     };
+    let backup_plan = backups::plan_backups(
+        &names.cluster,
+        zk.spec.backup.as_ref(),
+        zk.status.as_ref().and_then(|s| s.backup.as_ref()),
+        zk.annotations().get(zkop_api::BACKUP_ANNOTATION).map(String::as_str),
+        &jobs,
+        &observation.members,
+        now_seconds,
+    );
+    let backup_outcome = run_backup_jobs(ctx, zk, &names, &restore_gate, backup_plan, now_seconds).await;
     let tls_events = material.as_ref().map(|m| m.events.clone()).unwrap_or_default();
 
     let operation = plan
@@ -398,6 +444,23 @@ async fn reconcile_cluster(zk: &ZooKeeperCluster, ctx: &Context) -> Result<Actio
             && observation.statefulset.is_some(),
     };
     let mut status = status;
+    backup_status(zk, &mut status, &restore_gate, &backup_outcome, Time(now));
+    ctx.metrics.set_backup(
+        &names.namespace,
+        &names.cluster,
+        status.backup.as_ref().filter(|_| zk.spec.backup.is_some()).map(|b| {
+            let interval = zk
+                .spec
+                .backup
+                .as_ref()
+                .and_then(|s| s.schedule.as_deref())
+                .filter(|_| !zk.spec.backup.as_ref().is_some_and(|s| s.suspend))
+                .and_then(|e| backups::schedule_interval(e, now_seconds))
+                .unwrap_or(0);
+            (b, interval)
+        }),
+        backup_outcome.new_failures,
+    );
     let tls_problem = material.as_ref().and_then(|m| m.problem.clone());
     if let Some(problem) = &tls_problem {
         status.message = Some(problem.clone());
@@ -410,6 +473,7 @@ async fn reconcile_cluster(zk: &ZooKeeperCluster, ctx: &Context) -> Result<Actio
         .into_iter()
         .chain(outcome)
         .chain(tls_events)
+        .chain(backup_outcome.events.iter().map(|(t, r, n)| (*t, *r, n.clone())))
     {
         ctx.publish(zk, type_, reason, note).await;
     }
@@ -445,6 +509,10 @@ async fn reconcile_cluster(zk: &ZooKeeperCluster, ctx: &Context) -> Result<Actio
             requeue = requeue.min(due + Duration::from_secs(1));
         }
     }
+    // A backup falls due, or a refused restore is checked again.
+    if let Some(due) = backup_outcome.next_in {
+        requeue = requeue.min(Duration::from_secs(u64::try_from(due).unwrap_or(1).max(1)));
+    }
     // A certificate or the authority falls due before then: look again on time.
     if let Some(due) = material.as_ref().and_then(|m| m.next_due) {
         let wait = due
@@ -453,6 +521,190 @@ async fn reconcile_cluster(zk: &ZooKeeperCluster, ctx: &Context) -> Result<Actio
         requeue = requeue.min(Duration::from_secs(wait));
     }
     Ok(Action::requeue(requeue))
+}
+
+/// What the backup stage did, for status, events, metrics and the requeue.
+struct BackupOutcome {
+    status: Option<zkop_api::BackupStatus>,
+    events: Vec<(EventType, &'static str, String)>,
+    next_in: Option<i64>,
+    waiting: Option<String>,
+    new_failures: u64,
+}
+
+/// Starts the restore check and the backup the plans ask for, and removes finished jobs whose
+/// results status holds. A job that cannot be created is a failed backup (a condition and a
+/// Warning event), never a failed reconcile: the rest of the cluster's upkeep goes on.
+async fn run_backup_jobs(
+    ctx: &Context,
+    zk: &ZooKeeperCluster,
+    names: &Names,
+    gate: &backups::RestoreGate,
+    plan: backups::BackupPlan,
+    now: i64,
+) -> BackupOutcome {
+    let mut outcome = BackupOutcome {
+        status: plan.status,
+        events: gate.events.iter().cloned().chain(plan.events).collect(),
+        next_in: [plan.next_in, gate.next_in].into_iter().flatten().min(),
+        waiting: plan.waiting,
+        new_failures: 0,
+    };
+    outcome.new_failures = outcome
+        .events
+        .iter()
+        .filter(|(_, reason, _)| *reason == "BackupFailed")
+        .count() as u64;
+    if let (Some(job_name), Some(restore)) = (&gate.start_check, &zk.spec.restore_from) {
+        let job = backups::restore_check_job(zk, names, restore, job_name, zk.metadata.generation.unwrap_or(0));
+        if let Err(error) = backups::create_job(&ctx.client, &job).await {
+            ctx.metrics.failed(error.stage());
+            outcome
+                .events
+                .push((EventType::Warning, "RestoreCheckNotStarted", error.to_string()));
+            outcome.next_in = Some(backups::RESTORE_RECHECK_SECONDS);
+        }
+    }
+    if let (Some(start), Some(spec)) = (plan.start, &zk.spec.backup) {
+        let started = match backups::member_node(&ctx.client, names, &start.member).await {
+            Ok(Some(node)) => backups::create_job(&ctx.client, &backups::backup_job(zk, names, spec, &start, &node))
+                .await
+                .map_err(|e| e.to_string()),
+            Ok(None) => Err(format!("the member {} is not scheduled on a node", start.member)),
+            Err(error) => Err(error.to_string()),
+        };
+        match started {
+            Ok(()) => outcome.events.push((
+                EventType::Normal,
+                "BackupStarted",
+                format!(
+                    "backup {} of {} up to zxid 0x{:x} (job {})",
+                    start.backup, start.member, start.committed_zxid, start.job
+                ),
+            )),
+            Err(reason) => {
+                ctx.metrics.failed(crate::error::Stage::Backup);
+                outcome.new_failures += 1;
+                outcome.events.push((
+                    EventType::Warning,
+                    "BackupFailed",
+                    format!("backup {} could not start: {reason}", start.backup),
+                ));
+                if let Some(status) = outcome.status.as_mut() {
+                    status.running = None;
+                    status.last_failure = Some(zkop_api::BackupFailure {
+                        name: start.backup.clone(),
+                        time: zk_agent::backup::rfc3339(now),
+                        reason: format!("the backup job could not start: {reason}"),
+                    });
+                }
+            }
+        }
+    }
+    for job in gate
+        .delete
+        .iter()
+        .chain(outcome.status.iter().flat_map(|_| plan.delete.iter()))
+    {
+        if let Err(error) = backups::delete_job(&ctx.client, names, job).await {
+            tracing::warn!(%error, job, "could not remove a finished job; trying again later");
+        }
+    }
+    outcome
+}
+
+/// Status of backups and of the restore: their sections, the Backup and Restored conditions,
+/// and the message while a restore holds the members back.
+fn backup_status(
+    zk: &ZooKeeperCluster,
+    status: &mut zkop_api::ZooKeeperClusterStatus,
+    gate: &backups::RestoreGate,
+    outcome: &BackupOutcome,
+    now: Time,
+) {
+    status.backup = outcome.status.clone();
+    status.restore = gate.status.clone();
+    let generation = zk.metadata.generation;
+    let previous = status.conditions.clone();
+    let mut set = |kind: &str, ok: Option<bool>, reason: &str, message: String| {
+        status.conditions.retain(|c| c.type_ != kind);
+        if let Some(ok) = ok {
+            status.conditions.push(status::condition(
+                &previous,
+                kind,
+                ok,
+                reason,
+                message,
+                generation,
+                now.clone(),
+            ));
+        }
+    };
+    match (zk.spec.backup.as_ref(), status.backup.clone()) {
+        (Some(_), Some(backup)) => {
+            let time = |t: &str| chrono::DateTime::parse_from_rfc3339(t).ok();
+            let failed_last = backup.last_failure.as_ref().is_some_and(|f| {
+                backup
+                    .last_successful
+                    .as_ref()
+                    .is_none_or(|s| time(&f.time) > time(&s.time))
+            });
+            match (&backup.last_successful, &backup.last_failure) {
+                (_, Some(failure)) if failed_last => set(
+                    "BackupSucceeded",
+                    Some(false),
+                    "BackupFailed",
+                    format!("backup {} failed: {}", failure.name, failure.reason),
+                ),
+                (Some(success), _) => set(
+                    "BackupSucceeded",
+                    Some(true),
+                    "BackupSucceeded",
+                    format!(
+                        "backup {} up to zxid {} at {}",
+                        success.name, success.zxid, success.location
+                    ),
+                ),
+                _ => set(
+                    "BackupSucceeded",
+                    Some(false),
+                    "NoBackupYet",
+                    outcome
+                        .waiting
+                        .clone()
+                        .unwrap_or_else(|| match &backup.next_scheduled_time {
+                            Some(next) => format!("no backup yet; the first is scheduled for {next}"),
+                            None => {
+                                "no backup yet; set the zookeeper.zkop.io/backup-requested-at annotation to take one"
+                                    .into()
+                            }
+                        }),
+                ),
+            }
+        }
+        _ => set("BackupSucceeded", None, "", String::new()),
+    }
+    match (&zk.spec.restore_from, &status.restore) {
+        (Some(_), Some(restore)) => {
+            let ok = restore.phase == "Verified";
+            set(
+                "Restored",
+                Some(ok),
+                if ok {
+                    "BackupVerified"
+                } else if restore.phase == "Refused" {
+                    "RestoreRefused"
+                } else {
+                    "CheckingBackup"
+                },
+                restore.message.clone().unwrap_or_default(),
+            );
+            if !gate.create_members {
+                status.message = restore.message.clone();
+            }
+        }
+        _ => set("Restored", None, "", String::new()),
+    }
 }
 
 /// Members may reconfigure (for the hand-off in their preStop hook) exactly while the pods have

@@ -13,16 +13,19 @@ pub enum Stage {
     Apply,
     /// Carrying out the planned day-2 step.
     Execute,
+    /// Backup and restore-check jobs: reading their results, starting and removing them.
+    Backup,
     /// Writing status.
     Status,
 }
 
 impl Stage {
-    pub const ALL: [Stage; 5] = [
+    pub const ALL: [Stage; 6] = [
         Stage::Decode,
         Stage::Observe,
         Stage::Apply,
         Stage::Execute,
+        Stage::Backup,
         Stage::Status,
     ];
 
@@ -32,6 +35,7 @@ impl Stage {
             Stage::Observe => "observe",
             Stage::Apply => "apply",
             Stage::Execute => "execute",
+            Stage::Backup => "backup",
             Stage::Status => "status",
         }
     }
@@ -43,6 +47,7 @@ impl Stage {
             Stage::Observe => "ObserveFailed",
             Stage::Apply => "ApplyFailed",
             Stage::Execute => "StepFailed",
+            Stage::Backup => "BackupJobFailed",
             Stage::Status => "StatusFailed",
         }
     }

@@ -10,6 +10,7 @@
 
 pub mod applied;
 pub mod apply;
+pub mod backups;
 pub mod controller;
 pub mod ensemble;
 pub mod error;

@@ -72,6 +72,15 @@ pub struct Metrics {
     /// The process's resident memory and CPU time, read from /proc when scraped.
     resident_memory: Gauge,
     cpu_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
+    /// Backups, per cluster with spec.backup: when the last one succeeded (Unix seconds), how
+    /// long it took, its size, whether the last attempt failed, failures seen, and the schedule's
+    /// interval (0 without a schedule), for the backup-age alert.
+    pub backup_last_success: Family<ClusterLabels, Gauge>,
+    pub backup_last_duration: Family<ClusterLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    pub backup_last_size: Family<ClusterLabels, Gauge>,
+    pub backup_last_failed: Family<ClusterLabels, Gauge>,
+    pub backup_failures: Family<ClusterLabels, Counter>,
+    pub backup_interval: Family<ClusterLabels, Gauge>,
     /// The API server answered recently (for `/readyz`).
     pub api_reachable: AtomicBool,
     /// The members each cluster's `member_serving` holds, so that removed ones can be dropped.
@@ -143,6 +152,38 @@ impl Default for Metrics {
             "1 on the operator replica that holds the leader Lease",
             leader.clone(),
         );
+        let backup_last_success = Family::<ClusterLabels, Gauge>::default();
+        let backup_last_duration = Family::<ClusterLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        let backup_last_size = Family::<ClusterLabels, Gauge>::default();
+        let backup_last_failed = Family::<ClusterLabels, Gauge>::default();
+        let backup_failures = Family::<ClusterLabels, Counter>::default();
+        let backup_interval = Family::<ClusterLabels, Gauge>::default();
+        registry.register(
+            "backup_last_success_timestamp_seconds",
+            "When the cluster's last successful backup was taken (Unix time; 0 before the first)",
+            backup_last_success.clone(),
+        );
+        registry.register(
+            "backup_last_duration_seconds",
+            "How long the cluster's last successful backup took",
+            backup_last_duration.clone(),
+        );
+        registry.register(
+            "backup_last_size_bytes",
+            "Compressed size of the cluster's last successful backup",
+            backup_last_size.clone(),
+        );
+        registry.register(
+            "backup_last_failed",
+            "1 while the cluster's last backup attempt failed",
+            backup_last_failed.clone(),
+        );
+        registry.register("backup_failures", "Backups that failed", backup_failures.clone());
+        registry.register(
+            "backup_interval_seconds",
+            "Seconds between the cluster's scheduled backups (0 without a schedule)",
+            backup_interval.clone(),
+        );
         // Every stage's failure counter exists from the start, so that a rate over it is 0, not
         // absent, until something fails.
         for stage in Stage::ALL {
@@ -163,6 +204,12 @@ impl Default for Metrics {
             api_requests,
             resident_memory,
             cpu_seconds,
+            backup_last_success,
+            backup_last_duration,
+            backup_last_size,
+            backup_last_failed,
+            backup_failures,
+            backup_interval,
             api_reachable: AtomicBool::new(false),
             members_known: Mutex::default(),
         }
@@ -228,8 +275,60 @@ impl Metrics {
         });
     }
 
+    /// Records a cluster's backups (`None`: backups are off, and the series go).
+    pub fn set_backup(
+        &self,
+        namespace: &str,
+        cluster: &str,
+        backup: Option<(&zkop_api::BackupStatus, i64)>,
+        new_failures: u64,
+    ) {
+        let labels = ClusterLabels {
+            namespace: namespace.into(),
+            cluster: cluster.into(),
+        };
+        let Some((status, interval)) = backup else {
+            self.forget_backup(&labels);
+            return;
+        };
+        let success = status.last_successful.as_ref();
+        let time = success
+            .and_then(|s| chrono::DateTime::parse_from_rfc3339(&s.time).ok())
+            .map_or(0, |t| t.timestamp());
+        self.backup_last_success.get_or_create(&labels).set(time);
+        self.backup_last_duration
+            .get_or_create(&labels)
+            .set(success.map_or(0.0, |s| s.duration_seconds));
+        self.backup_last_size
+            .get_or_create(&labels)
+            .set(success.map_or(0, |s| i64::try_from(s.size_bytes).unwrap_or(i64::MAX)));
+        let failed_last = status.last_failure.as_ref().is_some_and(|f| {
+            success.is_none_or(|s| {
+                chrono::DateTime::parse_from_rfc3339(&f.time).ok() > chrono::DateTime::parse_from_rfc3339(&s.time).ok()
+            })
+        });
+        self.backup_last_failed
+            .get_or_create(&labels)
+            .set(i64::from(failed_last));
+        self.backup_failures.get_or_create(&labels).inc_by(new_failures);
+        self.backup_interval.get_or_create(&labels).set(interval);
+    }
+
+    fn forget_backup(&self, labels: &ClusterLabels) {
+        self.backup_last_success.remove(labels);
+        self.backup_last_duration.remove(labels);
+        self.backup_last_size.remove(labels);
+        self.backup_last_failed.remove(labels);
+        self.backup_failures.remove(labels);
+        self.backup_interval.remove(labels);
+    }
+
     /// Forgets a deleted cluster.
     pub fn forget(&self, namespace: &str, cluster: &str) {
+        self.forget_backup(&ClusterLabels {
+            namespace: namespace.into(),
+            cluster: cluster.into(),
+        });
         for kind in crate::planner::OPERATIONS {
             self.operation.remove(&OperationLabels {
                 namespace: namespace.into(),

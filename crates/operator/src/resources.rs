@@ -27,7 +27,7 @@ pub const OVERRIDES_KEY: &str = "zoo.cfg.overrides";
 pub const ENSEMBLE_STATE_KEY: &str = "ensemble-state";
 pub const ADMIN_PASSWORD_KEY: &str = "password";
 pub const ADMIN_DIGEST_KEY: &str = "digest";
-const UID: i64 = 1000;
+pub(crate) const UID: i64 = 1000;
 
 /// Names of everything a cluster owns, derived from its name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -448,6 +448,15 @@ fn statefulset(
         "volumeMounts": mounts,
     })];
     containers.extend(sidecars);
+    // A cluster created from a backup: each member writes it into its empty volume before
+    // ZooKeeper starts, while the ensemble is new (the ConfigMap says so at each start).
+    let mut init_containers = Vec::new();
+    if let Some(restore) = &spec.restore_from {
+        let ensemble_state = json!({"name": "ZK_ENSEMBLE_STATE", "valueFrom": {"configMapKeyRef": {"name": names.config_map(), "key": ENSEMBLE_STATE_KEY}}});
+        let (container, restore_volumes) = crate::backups::restore_init_container(zk, names, restore, ensemble_state);
+        init_containers.push(container);
+        volumes.extend(restore_volumes);
+    }
     let mut template_annotations = BTreeMap::new();
     if let Some(requested) = zk.annotations().get(RESTART_ANNOTATION) {
         template_annotations.insert(RESTART_ANNOTATION.to_string(), requested.clone());
@@ -486,6 +495,9 @@ fn statefulset(
                     "topologySpreadConstraints": topology_spread,
                     "nodeSelector": spec.placement.node_selector,
                     "tolerations": spec.placement.tolerations,
+                    // Absent, not empty, without a restore: the template (and its hash) of every
+                    // other cluster stays as it was.
+                    "initContainers": if init_containers.is_empty() { json!(null) } else { json!(init_containers) },
                     "containers": containers,
                     "volumes": volumes,
                 },
@@ -557,7 +569,7 @@ pub fn super_digest(password: &str) -> String {
     format!("super:{}", base64::engine::general_purpose::STANDARD.encode(hash))
 }
 
-fn owner_reference(zk: &ZooKeeperCluster) -> OwnerReference {
+pub(crate) fn owner_reference(zk: &ZooKeeperCluster) -> OwnerReference {
     zk.controller_owner_ref(&()).unwrap_or_else(|| OwnerReference {
         api_version: ZooKeeperCluster::api_version(&()).into_owned(),
         kind: ZooKeeperCluster::kind(&()).into_owned(),
@@ -569,7 +581,7 @@ fn owner_reference(zk: &ZooKeeperCluster) -> OwnerReference {
 }
 
 /// Our JSON manifests are fixed shapes; a failure here is a bug caught by the unit tests.
-fn typed<T: serde::de::DeserializeOwned>(value: Value) -> T {
+pub(crate) fn typed<T: serde::de::DeserializeOwned>(value: Value) -> T {
     let mut value = value;
     strip_nulls(&mut value);
     serde_json::from_value(value).expect("manifest matches its Kubernetes type")

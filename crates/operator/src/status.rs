@@ -267,6 +267,9 @@ pub fn compute(zk: &ZooKeeperCluster, inputs: StatusInputs<'_>) -> ZooKeeperClus
         ensemble_state: Some(state_name(inputs.ensemble_state).to_string()),
         tls: inputs.tls,
         last_operation,
+        // The backup stage writes these after; until then they stay as they were.
+        backup: previous.backup.clone(),
+        restore: previous.restore.clone(),
     }
 }
 
@@ -291,7 +294,7 @@ pub fn failed(zk: &ZooKeeperCluster, reason: &str, message: String, now: Time) -
 }
 
 /// A condition, keeping its lastTransitionTime while its status does not change.
-fn condition(
+pub(crate) fn condition(
     previous: &[Condition],
     kind: &str,
     status: bool,

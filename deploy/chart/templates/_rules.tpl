@@ -47,6 +47,11 @@ ClusterRole (watchNamespaces empty: every namespace) or by one Role per watched 
 - apiGroups: [""]
   resources: ["persistentvolumeclaims"]
   verbs: ["list", "patch", "delete"]
+# Backup jobs (one per backup, on the node of the member they read) and restore checks;
+# removed once their result is in the cluster's status.
+- apiGroups: ["batch"]
+  resources: ["jobs"]
+  verbs: ["get", "list", "watch", "create", "delete"]
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]

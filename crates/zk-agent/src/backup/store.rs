@@ -55,7 +55,7 @@ impl Target {
 pub enum StoreError {
     #[error("{0}")]
     Config(String),
-    #[error("{action} {what} at {target}: {source}")]
+    #[error("{action} {what} at {target}: {source}{}", hint(source))]
     Access {
         action: &'static str,
         what: String,
@@ -63,6 +63,20 @@ pub enum StoreError {
         #[source]
         source: Box<object_store::Error>,
     },
+}
+
+/// What the usual failures mean, in the user's terms.
+fn hint(error: &object_store::Error) -> &'static str {
+    let text = error.to_string();
+    if text.contains("SignatureDoesNotMatch") || text.contains("InvalidAccessKeyId") || text.contains("403") {
+        " (the store refused the credentials: check the Secret named by credentialsSecret, keys accessKeyId and secretAccessKey)"
+    } else if text.contains("NoSuchBucket") {
+        " (the bucket does not exist: create it, or fix the bucket name)"
+    } else if text.contains("error sending request") || text.contains("connect") {
+        " (the endpoint cannot be reached, or its certificate is not trusted: check the endpoint, the network path to it and caSecret)"
+    } else {
+        ""
+    }
 }
 
 pub struct Store {
