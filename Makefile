@@ -9,6 +9,7 @@
 #   make bench         benchmark: operator vs a plain StatefulSet, on the local cluster
 #   make bench-day2    benchmark: write stalls during day-2 operations, on the local cluster
 #   make bench-scale   benchmark: the operator's cost with 1-30 real and 100-300 unscheduled clusters
+#   make bench-backup  benchmark: client write stalls while backups run, against none running
 #   make chaos         the fault-injection suite in randomized repeated rounds (CHAOS_ROUNDS=3)
 #   make test-rules    the alert rules' unit tests (promtool, built from Prometheus' Go module)
 #   make prometheus    Prometheus on the local cluster (see cluster/cluster.mk)
@@ -21,7 +22,7 @@ IMAGE ?= $(IMAGE_REPO):$(ZOOKEEPER_VERSION)
 
 export ZK_TEST_ZOOKEEPER_HOME := $(CURDIR)/build/zookeeper-$(ZOOKEEPER_VERSION)
 
-.PHONY: prereqs all build lint test test-rust test-rules test-image image images zookeeper-dist bench-agent clean crd check-crd install demo e2e bench bench-day2 bench-scale chaos s3-store
+.PHONY: prereqs all build lint test test-rust test-rules test-image image images zookeeper-dist bench-agent clean crd check-crd install demo e2e bench bench-day2 bench-scale bench-backup chaos s3-store
 
 all: build
 
@@ -86,6 +87,9 @@ bench-day2: install
 
 bench-scale: install
 	cargo bench -p e2e --bench scale
+
+bench-backup: install s3-store
+	cargo bench -p e2e --bench backup
 
 image: docker
 	image/build.sh $(ZOOKEEPER_VERSION) $(IMAGE)

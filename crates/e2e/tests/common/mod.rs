@@ -2,6 +2,7 @@
 //! (`make e2e` does both).
 #![allow(dead_code)]
 
+pub mod store;
 pub mod workload;
 
 use k8s_openapi::api::core::v1::{Namespace, Node, Service};
