@@ -60,7 +60,10 @@ async fn main() {
         });
         futures::future::join_all(writes).await;
     }
-    eprintln!("preloaded {preload} znodes of 1 KiB in {:.1} s", started.elapsed().as_secs_f64());
+    eprintln!(
+        "preloaded {preload} znodes of 1 KiB in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
 
     let mut rows = Vec::new();
     let mut request = 0;
@@ -76,7 +79,11 @@ async fn main() {
     println!("| round | phase | writes acknowledged | largest write stall s | stalls > 250 ms | backups taken | backup duration s (mean) | backup size MiB | acknowledged writes lost |");
     println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|");
     for (i, row) in rows.iter().enumerate() {
-        let mean = if row.backups.is_empty() { 0.0 } else { row.backups.iter().map(|b| b.0).sum::<f64>() / row.backups.len() as f64 };
+        let mean = if row.backups.is_empty() {
+            0.0
+        } else {
+            row.backups.iter().map(|b| b.0).sum::<f64>() / row.backups.len() as f64
+        };
         let size = row.backups.last().map_or(0.0, |b| b.1 as f64 / (1024.0 * 1024.0));
         println!(
             "| {} | {} | {} | {:.3} | {} | {} | {} | {} | {} |",
@@ -86,8 +93,16 @@ async fn main() {
             row.stall.as_secs_f64(),
             row.stalls_over_250ms,
             row.backups.len(),
-            if row.backups.is_empty() { "-".to_string() } else { format!("{mean:.1}") },
-            if row.backups.is_empty() { "-".to_string() } else { format!("{size:.2}") },
+            if row.backups.is_empty() {
+                "-".to_string()
+            } else {
+                format!("{mean:.1}")
+            },
+            if row.backups.is_empty() {
+                "-".to_string()
+            } else {
+                format!("{size:.2}")
+            },
             row.lost,
         );
         let _ = row.window;
@@ -97,7 +112,13 @@ async fn main() {
 }
 
 /// The workload for one window; with `backups`, on-demand backups one after the other meanwhile.
-async fn window(ns: &TestNamespace, endpoint: &workload::Endpoint, phase: &'static str, backups: bool, request: &mut usize) -> Row {
+async fn window(
+    ns: &TestNamespace,
+    endpoint: &workload::Endpoint,
+    phase: &'static str,
+    backups: bool,
+    request: &mut usize,
+) -> Row {
     let load = Workload::start(endpoint).await;
     load.wait_for_progress(Duration::from_secs(60)).await;
     let begun = Instant::now();
@@ -106,8 +127,12 @@ async fn window(ns: &TestNamespace, endpoint: &workload::Endpoint, phase: &'stat
         while begun.elapsed() < WINDOW {
             *request += 1;
             let before = last_backup(ns).await;
-            let annotation = json!({"metadata": {"annotations": {zkop_api::BACKUP_ANNOTATION: format!("bench-{request}")}}});
-            ns.clusters().patch("zk", &PatchParams::default(), &Patch::Merge(annotation)).await.unwrap();
+            let annotation =
+                json!({"metadata": {"annotations": {zkop_api::BACKUP_ANNOTATION: format!("bench-{request}")}}});
+            ns.clusters()
+                .patch("zk", &PatchParams::default(), &Patch::Merge(annotation))
+                .await
+                .unwrap();
             let deadline = Instant::now() + Duration::from_secs(120);
             loop {
                 let now = last_backup(ns).await;

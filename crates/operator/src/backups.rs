@@ -120,6 +120,19 @@ pub fn plan_backups(
     let Some(spec) = spec else {
         // Backups switched off: what status said stays (the last backup is still a fact).
         plan.status = status.cloned();
+        if let Some(request) = requested.filter(|r| status.and_then(|s| s.last_request.as_deref()) != Some(*r)) {
+            plan.events.push((
+                EventType::Warning,
+                "BackupNotConfigured",
+                format!(
+                    "a backup was requested ({} = {request}) but spec.backup is not set: set spec.backup.target, then request again",
+                    zkop_api::BACKUP_ANNOTATION
+                ),
+            ));
+            let mut next = status.cloned().unwrap_or_default();
+            next.last_request = Some(request.to_string());
+            plan.status = Some(next);
+        }
         plan.delete = jobs
             .iter()
             .filter(|j| j.kind == BACKUP_KIND && j.state != JobState::Running)
@@ -1020,6 +1033,15 @@ mod tests {
             NOW + 5,
         );
         assert!(again.start.is_none());
+    }
+
+    #[test]
+    fn a_request_without_spec_backup_is_refused_out_loud_once() {
+        let plan = plan_backups("zk", None, None, Some("now"), &[], &[], NOW);
+        assert_eq!(plan.events.len(), 1);
+        assert!(plan.events[0].2.contains("spec.backup is not set"));
+        let again = plan_backups("zk", None, plan.status.as_ref(), Some("now"), &[], &[], NOW + 1);
+        assert!(again.events.is_empty());
     }
 
     #[test]

@@ -148,6 +148,52 @@ async fn a_backup_restores_into_a_new_ensemble_up_to_its_zxid() {
     assert!(!out.status.success());
     assert!(report(&out).message.contains("corrupt"), "{:?}", report(&out));
 
+    // Up to a zxid within the backup's logs, and not outside them.
+    let snapshot_zxid = zk_agent::backup::parse_zxid(&manifest.snapshot_zxid).unwrap();
+    let middle = format!("0x{:x}", (snapshot_zxid + committed).div_ceil(2));
+    let out = run(
+        &new,
+        0,
+        &[
+            "restore",
+            "--target",
+            &target,
+            "--name",
+            name,
+            "--verify-only",
+            "--up-to-zxid",
+            &middle,
+        ],
+        "new",
+    );
+    assert_eq!(
+        report(&out).zxid.as_deref(),
+        Some(middle.as_str()),
+        "{:?}",
+        report(&out)
+    );
+    let beyond = format!("0x{:x}", committed + 1);
+    let out = run(
+        &new,
+        0,
+        &[
+            "restore",
+            "--target",
+            &target,
+            "--name",
+            name,
+            "--verify-only",
+            "--up-to-zxid",
+            &beyond,
+        ],
+        "new",
+    );
+    assert!(
+        !out.status.success() && report(&out).message.contains("outside it"),
+        "{:?}",
+        report(&out)
+    );
+
     for i in 0..3 {
         let out = run(&new, i, &["restore", "--target", &target, "--name", name], "new");
         assert!(out.status.success() && report(&out).ok);

@@ -119,4 +119,3 @@ pub fn in_store(ns: &TestNamespace, script: &str) -> String {
     assert!(ok, "{script}: {out}");
     out
 }
-

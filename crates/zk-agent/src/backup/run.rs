@@ -101,18 +101,31 @@ fn prepare(opts: &BackupOptions) -> Result<Prepared, String> {
     if snapshots.is_empty() {
         return Err(format!("{} holds no snapshot: nothing to back up", dir.display()));
     }
+    // The newest valid snapshot that ends at or before the committed zxid, so that the backup
+    // is cut there; a snapshot taken since (it may hold transactions after that zxid) only when
+    // no older one is valid.
     let mut chosen = None;
-    for (zxid, name) in snapshots.iter().take(5) {
+    let mut newer = None;
+    for (zxid, name) in snapshots.iter().take(8) {
+        if opts.committed_zxid.is_some_and(|c| *zxid > c) && newer.is_some() {
+            continue;
+        }
         let bytes = std::fs::read(dir.join(name)).map_err(|e| format!("reading {name}: {e}"))?;
         match format::read_snapshot(&bytes, |_| {}) {
             Ok(summary) => {
-                chosen = Some((*zxid, name.clone(), bytes, summary));
-                break;
+                let end = summary.last_processed_zxid.unwrap_or(*zxid).max(*zxid);
+                let candidate = (*zxid, name.clone(), bytes, summary);
+                if opts.committed_zxid.is_none_or(|c| end <= c) {
+                    chosen = Some(candidate);
+                    break;
+                }
+                newer.get_or_insert(candidate);
             }
             // The newest snapshot may still be being written; an older one is as good.
             Err(e) => log(&format!("backup: skipping {name}: {e}")),
         }
     }
+    let chosen = chosen.or(newer);
     let (snapshot_zxid, snapshot_name, snapshot_bytes, summary) =
         chosen.ok_or_else(|| "none of the newest snapshots is valid (checksums or format)".to_string())?;
     let snapshot_end = summary.last_processed_zxid.unwrap_or(snapshot_zxid).max(snapshot_zxid);
@@ -121,6 +134,10 @@ fn prepare(opts: &BackupOptions) -> Result<Prepared, String> {
     for (_, name) in plan::logs_after(&names, snapshot_zxid) {
         let bytes = std::fs::read(dir.join(&name)).map_err(|e| format!("reading {name}: {e}"))?;
         let records = format::read_log(&bytes).map_err(|e| format!("{name}: {e}"))?;
+        // Logs are preallocated (64 MiB by default): only their records are kept in memory.
+        let mut bytes = bytes;
+        bytes.truncate(records.last().map_or(0, |r| r.end));
+        bytes.shrink_to_fit();
         read.push((name.clone(), records));
         logs.push((name, bytes));
     }

@@ -33,7 +33,21 @@ pub enum Target {
 }
 
 impl Target {
+    /// Where backups go, with the endpoint when it is not AWS: `s3://bucket/prefix (at https://...)`.
     pub fn describe(&self) -> String {
+        self.location_of("")
+    }
+
+    /// Where one backup is.
+    pub fn location_of(&self, backup: &str) -> String {
+        let join = |base: String, prefix: &str| {
+            [base.as_str(), prefix.trim_matches('/'), backup]
+                .iter()
+                .filter(|p| !p.is_empty())
+                .copied()
+                .collect::<Vec<_>>()
+                .join("/")
+        };
         match self {
             Target::S3 {
                 bucket,
@@ -41,12 +55,11 @@ impl Target {
                 endpoint,
                 ..
             } => format!(
-                "s3://{bucket}{}{prefix}{}",
-                if prefix.is_empty() { "" } else { "/" },
-                endpoint.as_ref().map(|e| format!(" at {e}")).unwrap_or_default()
+                "{}{}",
+                join(format!("s3://{bucket}"), prefix),
+                endpoint.as_ref().map(|e| format!(" (at {e})")).unwrap_or_default()
             ),
-            Target::Directory { root, prefix } if prefix.is_empty() => root.display().to_string(),
-            Target::Directory { root, prefix } => format!("{}/{prefix}", root.display()),
+            Target::Directory { root, prefix } => join(root.display().to_string(), prefix),
         }
     }
 }
@@ -83,6 +96,7 @@ pub struct Store {
     inner: Arc<dyn ObjectStore>,
     prefix: ObjectPath,
     target: String,
+    location: Target,
 }
 
 impl Store {
@@ -152,6 +166,7 @@ impl Store {
             inner,
             prefix: ObjectPath::from(prefix.trim_matches('/')),
             target: target.describe(),
+            location: target.clone(),
         })
     }
 
@@ -164,7 +179,7 @@ impl Store {
     }
 
     pub fn location(&self, backup: &str) -> String {
-        format!("{}/{backup}", self.target)
+        self.location.location_of(backup)
     }
 
     pub async fn put(&self, backup: &str, object: &str, bytes: Bytes) -> Result<(), StoreError> {
