@@ -16,6 +16,7 @@ command -v mvn >/dev/null || missing_packages+=(maven)
 command -v unshare >/dev/null || missing_packages+=(util-linux)
 command -v jq >/dev/null || missing_packages+=(jq)
 command -v openssl >/dev/null || missing_packages+=(openssl) # the image test's TLS checks
+command -v strip >/dev/null || missing_packages+=(binutils) # strips the test object store's binary
 if (( ${#missing_packages[@]} )); then
   log "installing from Debian: ${missing_packages[*]}"
   apt-get update -q >/dev/null

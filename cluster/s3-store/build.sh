@@ -5,9 +5,11 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 image=${1:-zkop/s3-store:e2e}
 context="$root/build/s3-store-image-context"
-cargo build --quiet --locked --release -p zkop-s3-store --manifest-path "$root/Cargo.toml"
+# A test tool: the debug profile reuses what `cargo test` built (a release build with LTO took
+# about 2 minutes of CI); stripped, it stays small.
+cargo build --quiet --locked -p zkop-s3-store --manifest-path "$root/Cargo.toml"
 rm -rf "$context" && mkdir -p "$context"
-cp "$root/target/release/s3-store" "$context/"
+strip -o "$context/s3-store" "$root/target/debug/s3-store"
 base=$(docker image inspect -f '{{.Id}}' "${BASE_IMAGE:-debian:bookworm-slim}")
 docker build --quiet --build-arg BASE="$base" -f "$root/cluster/s3-store/Dockerfile" -t "$image" "$context" >/dev/null
 "$root/cluster/load-image.sh" "$image"

@@ -130,6 +130,21 @@ async fn backups_restore_into_a_new_cluster_and_failures_say_why() {
     let client = client().await;
     let ns = TestNamespace::new(&client, "e2e-backup").await;
     let endpoint = start_store(&ns).await;
+    // Refused at admission, naming the field: a target with neither kind, a schedule that is not cron.
+    let mut invalid = small_cluster(3, "3.9.4");
+    invalid["backup"] = json!({"schedule": "0 * * * *", "target": {}});
+    let message = rejection(ns.create_cluster("invalid", invalid.clone()).await);
+    assert!(
+        message.contains("exactly one of s3 and persistentVolumeClaim"),
+        "{message}"
+    );
+    invalid["backup"] = backup_spec(&endpoint, "hourly", 3);
+    let message = rejection(ns.create_cluster("invalid", invalid).await);
+    assert!(
+        message.contains("spec.backup.schedule must be a cron expression"),
+        "{message}"
+    );
+
     let mut spec = small_cluster(3, "3.9.4");
     spec["backup"] = backup_spec(&endpoint, "* * * * *", 10);
     ns.create_cluster("zk", spec.clone()).await.unwrap();

@@ -156,6 +156,13 @@ async fn deleting_the_leaders_pod_hands_leadership_off() {
             tokio::time::sleep(Duration::from_secs(3)).await;
             settled.status.unwrap().leader.unwrap()
         };
+        // Writes acknowledged before the deletion: the workload must see the leader change (a
+        // new epoch), not start after it (seen on a loaded machine).
+        workload
+            .as_ref()
+            .unwrap()
+            .wait_for_progress(Duration::from_secs(60))
+            .await;
         let elections_before = ns.elections_seen("zk").await;
         let (ok, out) = ns.kubectl(&["delete", "pod", &leader, "--wait=false"]);
         assert!(ok, "{out}");

@@ -123,11 +123,13 @@ async fn bad_rollout(ns: &TestNamespace, case: &str, breaking: serde_json::Value
         .wait_for_event("zk", "MemberStuck", &mark, Duration::from_secs(30))
         .await;
     assert!(note.contains(&broken[0]) && note.contains(cause), "{case}: {note}");
-    let (_, described) = ns.kubectl(&["describe", "zkc", "zk"]);
-    assert!(
-        described.contains(cause),
-        "{case}: kubectl describe shows the cause:\n{described}"
-    );
+    // A pod's waiting reason alternates (ErrImagePull, ImagePullBackOff): look a few times.
+    wait_for(
+        Duration::from_secs(30),
+        &format!("{case}: kubectl describe to show the cause {cause:?}"),
+        || async { ns.kubectl(&["describe", "zkc", "zk"]).1.contains(cause) },
+    )
+    .await;
     tokio::time::sleep(Duration::from_secs(5)).await;
     let during = ns.pod_uids("zk").await;
     let restarted: Vec<&String> = during
