@@ -499,6 +499,41 @@ fn pod_security() -> Value {
     })
 }
 
+/// zk-agent in the cluster's image, as the backup and restore steps run it: its report is the
+/// termination message (or, if it crashed, the end of its log).
+fn agent_container(zk: &ZooKeeperCluster, name: &str, args: Vec<String>, env: Vec<Value>, mounts: Vec<Value>) -> Value {
+    json!({
+        "name": name,
+        "image": zk.spec.image(),
+        "imagePullPolicy": zk.spec.image_pull_policy.clone().unwrap_or_else(|| "IfNotPresent".into()),
+        "args": args,
+        "env": env,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "1Gi"}},
+        "securityContext": container_security(),
+        "volumeMounts": mounts,
+    })
+}
+
+/// A job's pod: never restarted, restricted, no token; `placement` (affinity or node selector)
+/// says where it runs.
+fn job_pod(zk: &ZooKeeperCluster, names: &Names, container: Value, volumes: Vec<Value>, placement: Value) -> Value {
+    let mut pod = json!({
+        "restartPolicy": "Never",
+        "serviceAccountName": names.statefulset(),
+        "automountServiceAccountToken": false,
+        "enableServiceLinks": false,
+        "securityContext": pod_security(),
+        "tolerations": zk.spec.placement.tolerations,
+        "containers": [container],
+        "volumes": volumes,
+    });
+    if let (Some(pod), Value::Object(placement)) = (pod.as_object_mut(), placement) {
+        pod.extend(placement);
+    }
+    pod
+}
+
 fn job_labels(names: &Names, kind: &str) -> Value {
     json!({
         "app.kubernetes.io/name": JOB_NAME_LABEL_VALUE,
@@ -555,30 +590,12 @@ pub fn backup_job(zk: &ZooKeeperCluster, names: &Names, spec: &BackupSpec, start
         json!({"name": "data", "persistentVolumeClaim": {"claimName": format!("data-{}", start.member), "readOnly": true}}),
     ];
     volumes.extend(wiring.volumes);
-    let pod_spec = json!({
-        "restartPolicy": "Never",
-        "serviceAccountName": names.statefulset(),
-        "automountServiceAccountToken": false,
-        "enableServiceLinks": false,
-        "securityContext": pod_security(),
-        // The member's volume is where the member runs.
-        "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
-            "nodeSelectorTerms": [{"matchFields": [{"key": "metadata.name", "operator": "In", "values": [node]}]}],
-        }}},
-        "tolerations": zk.spec.placement.tolerations,
-        "containers": [{
-            "name": "backup",
-            "image": zk.spec.image(),
-            "imagePullPolicy": zk.spec.image_pull_policy.clone().unwrap_or_else(|| "IfNotPresent".into()),
-            "args": args,
-            "env": wiring.env,
-            "terminationMessagePolicy": "FallbackToLogsOnError",
-            "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "1Gi"}},
-            "securityContext": container_security(),
-            "volumeMounts": mounts,
-        }],
-        "volumes": volumes,
-    });
+    // The member's volume is where the member runs.
+    let placement = json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+        "nodeSelectorTerms": [{"matchFields": [{"key": "metadata.name", "operator": "In", "values": [node]}]}],
+    }}}});
+    let container = agent_container(zk, "backup", args, wiring.env, mounts);
+    let pod_spec = job_pod(zk, names, container, volumes, placement);
     job(
         zk,
         names,
@@ -623,27 +640,9 @@ pub fn restore_check_job(
     mounts.extend(wiring.mounts);
     let mut volumes = vec![json!({"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}})];
     volumes.extend(wiring.volumes);
-    let pod_spec = json!({
-        "restartPolicy": "Never",
-        "serviceAccountName": names.statefulset(),
-        "automountServiceAccountToken": false,
-        "enableServiceLinks": false,
-        "securityContext": pod_security(),
-        "nodeSelector": zk.spec.placement.node_selector,
-        "tolerations": zk.spec.placement.tolerations,
-        "containers": [{
-            "name": "restore-check",
-            "image": zk.spec.image(),
-            "imagePullPolicy": zk.spec.image_pull_policy.clone().unwrap_or_else(|| "IfNotPresent".into()),
-            "args": args,
-            "env": wiring.env,
-            "terminationMessagePolicy": "FallbackToLogsOnError",
-            "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "1Gi"}},
-            "securityContext": container_security(),
-            "volumeMounts": mounts,
-        }],
-        "volumes": volumes,
-    });
+    let container = agent_container(zk, "restore-check", args, wiring.env, mounts);
+    let placement = json!({"nodeSelector": zk.spec.placement.node_selector});
+    let pod_spec = job_pod(zk, names, container, volumes, placement);
     job(
         zk,
         names,
@@ -673,17 +672,7 @@ pub fn restore_init_container(
         json!({"name": "tmp", "mountPath": "/tmp"}),
     ];
     mounts.extend(wiring.mounts);
-    let container = json!({
-        "name": "restore",
-        "image": zk.spec.image(),
-        "imagePullPolicy": zk.spec.image_pull_policy.clone().unwrap_or_else(|| "IfNotPresent".into()),
-        "args": args,
-        "env": env,
-        "terminationMessagePolicy": "FallbackToLogsOnError",
-        "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "1Gi"}},
-        "securityContext": container_security(),
-        "volumeMounts": mounts,
-    });
+    let container = agent_container(zk, "restore", args, env, mounts);
     (container, wiring.volumes)
 }
 
