@@ -62,6 +62,9 @@ check "all nodes Ready" k wait --for=condition=Ready nodes --all --timeout=120s
 if (( ${#workers[@]} < 2 )); then fail "need 2 workers, found ${#workers[@]}"; finish; exit; fi
 
 k create namespace "$ns" >/dev/null
+# bare pods are refused until the namespace has its default ServiceAccount
+has_default_sa() { k -n "$ns" get serviceaccount default >/dev/null 2>&1; }
+check "namespace $ns gets its default ServiceAccount" retry 120 has_default_sa
 
 # --- 2. a locally built image is loaded with kind load and runs ----------------
 stamp=$(date +%s%N)

@@ -87,6 +87,20 @@ restore_node_addresses() {
     die "nodes ${moved[*]} could not get back the addresses the cluster was built with; the cluster cannot work" \
         "on new ones: rebuild it with 'make cluster-down cluster' (this deletes every ensemble and volume in it)"
 }
+# Nodes Ready is not the whole control plane: after a restart the controller manager may still
+# be waiting for its lease, and until it runs a new namespace gets no ServiceAccount (pods in it
+# are refused). Wait until a namespace made here gets its default ServiceAccount.
+wait_control_plane() {
+  local probe=zk-control-plane-probe-$$ ok=0
+  kubectl --context "$ctx" create namespace "$probe" >/dev/null 2>&1 || true
+  for _ in $(seq 90); do
+    if kubectl --context "$ctx" -n "$probe" get serviceaccount default --request-timeout=5s >/dev/null 2>&1; then ok=1; break; fi
+    sleep 2
+  done
+  kubectl --context "$ctx" delete namespace "$probe" --wait=false >/dev/null 2>&1 || true
+  (( ok )) || { kubectl --context "$ctx" -n kube-system get pods >&2 || true; return 1; }
+}
+
 if kind get clusters 2>/dev/null | grep -qx "$CLUSTER_NAME"; then
   # A cluster is never deleted behind the user's back: it holds their ensembles and volumes.
   # Nodes stopped (a Docker or machine restart, a test that stops one) are started again in
@@ -112,11 +126,12 @@ if kind get clusters 2>/dev/null | grep -qx "$CLUSTER_NAME"; then
     done
     (( fresh )) || { log "node $node has not reported since its container started"; ready=0; }
   done
-  if (( ready )) && kubectl --context "$ctx" wait nodes --all --for=condition=Ready --timeout=180s >/dev/null 2>&1; then
+  if (( ready )) && kubectl --context "$ctx" wait nodes --all --for=condition=Ready --timeout=180s >/dev/null 2>&1 &&
+    wait_control_plane; then
     log "cluster $CLUSTER_NAME up ($current)"; exit 0
   fi
   kubectl --context "$ctx" get nodes >&2 || true
-  die "cluster $CLUSTER_NAME exists but its nodes are not Ready after 3 minutes. Look at 'docker logs $CLUSTER_NAME-control-plane'," \
+  die "cluster $CLUSTER_NAME exists but its nodes are not Ready (or new namespaces get no ServiceAccount) after 3 minutes. Look at 'docker logs $CLUSTER_NAME-control-plane'," \
       "or rebuild it with 'make cluster-down cluster' (this deletes every ensemble and volume in it)"
 fi
 
@@ -141,6 +156,7 @@ fi
 kubectl --context "$ctx" wait nodes --all --for=condition=Ready --timeout=180s
 kubectl --context "$ctx" -n kube-system rollout status deployment/coredns --timeout=180s
 kubectl --context "$ctx" -n local-path-storage rollout status deployment/local-path-provisioner --timeout=120s
+wait_control_plane || die "the controller manager gives new namespaces no ServiceAccount after 3 minutes"
 # node images of older inputs that the previous cluster still used
 docker images zk-on-k8s/kind-node --format '{{.Repository}}:{{.Tag}}' | grep -vxF "$node_image" |
   xargs -r docker rmi >/dev/null 2>&1 || true

@@ -5,7 +5,7 @@
 pub mod store;
 pub mod workload;
 
-use k8s_openapi::api::core::v1::{Namespace, Node, Service};
+use k8s_openapi::api::core::v1::{Namespace, Node, Service, ServiceAccount};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::Client;
 use std::process::Command;
@@ -48,6 +48,15 @@ impl TestNamespace {
         }))
         .unwrap();
         api.create(&PostParams::default(), &ns).await.unwrap();
+        // Pods (the operator's and the tests' own) are refused until the namespace has its
+        // default ServiceAccount, which the controller manager adds a moment later.
+        let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), name);
+        wait_for(
+            Duration::from_secs(120),
+            &format!("namespace {name} to get its default ServiceAccount"),
+            || async { matches!(accounts.get_opt("default").await, Ok(Some(_))) },
+        )
+        .await;
         TestNamespace {
             name: name.to_string(),
             client: client.clone(),
