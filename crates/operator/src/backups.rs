@@ -709,7 +709,12 @@ pub fn job_view(job: &Job, pod_messages: &[(String, Option<String>)]) -> Option<
                     .find_map(|line| serde_json::from_str::<JobReport>(line.trim()).ok())
             });
         JobState::Finished(match report {
-            Some(report) => Ok(report),
+            Some(mut report) => {
+                if let Some(claim) = target_claim(job) {
+                    report.location = volume_location(&claim, &report.location);
+                }
+                Ok(report)
+            }
             None => {
                 let tail = pod_messages
                     .iter()
@@ -733,6 +738,26 @@ pub fn job_view(job: &Job, pod_messages: &[(String, Option<String>)]) -> Option<
         member: annotations.get(MEMBER_ANNOTATION).cloned().unwrap_or_default(),
         state,
     })
+}
+
+/// The claim a job's target volume is, if its target is a PersistentVolumeClaim.
+fn target_claim(job: &Job) -> Option<String> {
+    let volumes = job.spec.as_ref()?.template.spec.as_ref()?.volumes.as_ref()?;
+    volumes
+        .iter()
+        .find(|v| v.name == "backup-target")
+        .and_then(|v| v.persistent_volume_claim.as_ref())
+        .map(|c| c.claim_name.clone())
+}
+
+/// A location in the job's mount of a target volume, as the user names it: the claim and the
+/// path inside it.
+fn volume_location(claim: &str, in_job: &str) -> String {
+    let inside = in_job
+        .strip_prefix(TARGET_MOUNT)
+        .unwrap_or(in_job)
+        .trim_start_matches('/');
+    format!("persistentVolumeClaim {claim}: {inside}")
 }
 
 /// Seconds between two occurrences of the schedule (for the backup-age alert).
@@ -1097,6 +1122,54 @@ mod tests {
             "the members' Services and budget must not select it"
         );
         assert_eq!(pod["automountServiceAccountToken"], json!(false));
+    }
+
+    #[test]
+    fn a_backup_to_a_volume_mounts_the_claim_and_reports_where_in_it() {
+        let zk: ZooKeeperCluster = serde_json::from_value(json!({
+            "apiVersion": "zookeeper.zkop.io/v1alpha1", "kind": "ZooKeeperCluster",
+            "metadata": {"name": "zk", "namespace": "prod", "uid": "u1"},
+            "spec": {"backup": {"target": {"persistentVolumeClaim": {"claimName": "zk-backups"}}}},
+        }))
+        .unwrap();
+        let names = Names::of(&zk);
+        let start = StartBackup {
+            backup: "zk-20261201T153000Z".into(),
+            job: "zk-backup-1".into(),
+            member: "zk-0".into(),
+            ordinal: 0,
+            committed_zxid: 0x1f,
+        };
+        let mut job = backup_job(&zk, &names, zk.spec.backup.as_ref().unwrap(), &start, "node-a");
+        let pod = serde_json::to_value(&job.spec.as_ref().unwrap().template.spec).unwrap();
+        assert_eq!(
+            pod["volumes"][1],
+            json!({"name": "backup-target", "persistentVolumeClaim": {"claimName": "zk-backups"}})
+        );
+        let args: Vec<String> = serde_json::from_value(pod["containers"][0]["args"].clone()).unwrap();
+        assert!(args.contains(&"--target=/backup/prod/zk".to_string()), "{args:?}");
+        job.status =
+            Some(serde_json::from_value(json!({"conditions": [{"type": "Complete", "status": "True"}]})).unwrap());
+        let report = JobReport {
+            ok: true,
+            backup: start.backup.clone(),
+            zxid: Some("0x1f".into()),
+            size_bytes: 1,
+            location: "/backup/prod/zk/zk-20261201T153000Z".into(),
+            created: String::new(),
+            seconds: 0.1,
+            message: String::new(),
+            deleted: Vec::new(),
+        };
+        let message = serde_json::to_string(&report).unwrap();
+        let view = job_view(&job, &[("pod".into(), Some(message))]).unwrap();
+        let JobState::Finished(Ok(report)) = view.state else {
+            panic!("{:?}", view.state)
+        };
+        assert_eq!(
+            report.location,
+            "persistentVolumeClaim zk-backups: prod/zk/zk-20261201T153000Z"
+        );
     }
 
     fn restore(backup: &str) -> RestoreFromSpec {
