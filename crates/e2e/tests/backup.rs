@@ -124,7 +124,8 @@ async fn wait_refused(ns: &TestNamespace, cluster: &str) -> String {
 /// and its volumes deleted, a new cluster restored from the on-demand one (every acknowledged
 /// write up to its zxid, nothing after, the ACLs, the seed's test), a missing and a corrupt
 /// backup refused, the target unreachable (a failed backup with a condition, then the next
-/// scheduled one succeeds), retention.
+/// scheduled one succeeds), retention; then a backup to a PersistentVolumeClaim and a one-member
+/// cluster restored from it.
 #[tokio::test]
 async fn backups_restore_into_a_new_cluster_and_failures_say_why() {
     let client = client().await;
@@ -211,18 +212,36 @@ async fn backups_restore_into_a_new_cluster_and_failures_say_why() {
         (restore.phase.as_str(), restore.zxid.as_deref()),
         ("Verified", Some(on_demand.zxid.as_str()))
     );
+    // Members restore while the ensemble is new. One that starts after a majority restored and
+    // formed the ensemble (its state is then `existing`) is not restored: it syncs from the
+    // leader, as a member with an empty disk does.
+    let mut restored_members = Vec::new();
     for i in 0..3 {
-        let (_, log) = ns.kubectl(&["logs", &format!("zk-{i}"), "-c", "restore"]);
-        assert!(
-            log.contains(&format!("of backup {} written", on_demand.name)),
-            "zk-{i} restored from the backup: {log}"
-        );
-        let (_, log) = ns.kubectl(&["logs", &format!("zk-{i}"), "-c", "zookeeper"]);
+        let member = format!("zk-{i}");
+        let (_, log) = ns.kubectl(&["logs", &member, "-c", "restore"]);
+        if log.contains(&format!("of backup {} written", on_demand.name)) {
+            restored_members.push(member.clone());
+        } else {
+            assert!(
+                log.contains("the ensemble exists already"),
+                "{member} restored from the backup, or joined the ensemble restored without it: {log}"
+            );
+            let out = ns.zkcli(&member, &["get", "/locked"]);
+            assert!(
+                out.lines().any(|l| l == "read-only"),
+                "{member} has the data from the leader: {out}"
+            );
+        }
+        let (_, log) = ns.kubectl(&["logs", &member, "-c", "zookeeper"]);
         assert!(
             !log.contains("initialize marker written"),
-            "zk-{i} starts as an existing ensemble: {log}"
+            "{member} starts as an existing ensemble: {log}"
         );
     }
+    assert!(
+        restored_members.len() >= 2,
+        "a majority of the members restored from the backup: {restored_members:?}"
+    );
     let zk_endpoint = ns.endpoint("zk").await;
     let reader = workload::connect(&zk_endpoint).await;
     reader.sync("/workload").await.unwrap();
@@ -368,4 +387,51 @@ async fn backups_restore_into_a_new_cluster_and_failures_say_why() {
         !complete.contains(&scheduled.name.as_str()) && !complete.contains(&on_demand.name.as_str()),
         "{complete:?}"
     );
+
+    // A PersistentVolumeClaim target: zk backs up to a volume, and a one-member cluster is
+    // restored from it. The claim is node-local here (local-path): it is bound on the node of
+    // the member the backup reads, and the restored member is scheduled there.
+    let claims: Api<PersistentVolumeClaim> = ns.api();
+    let claim: PersistentVolumeClaim = serde_json::from_value(json!({
+        "metadata": {"name": "backup-volume"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "256Mi"}}},
+    }))
+    .unwrap();
+    claims.create(&Default::default(), &claim).await.unwrap();
+    let volume_target = json!({"persistentVolumeClaim": {"claimName": "backup-volume"}});
+    ns.patch_spec(
+        "zk",
+        // A merge patch: the S3 target is removed by name.
+        json!({"backup": {"schedule": "0 0 1 1 *", "target": {"s3": null, "persistentVolumeClaim": volume_target["persistentVolumeClaim"]}}}),
+    )
+    .await
+    .unwrap();
+    request_backup(&ns, "zk", "to-the-volume").await;
+    let on_volume = next_backup(&ns, "zk", Some(&newest.name)).await;
+    eprintln!("backup to the volume: {on_volume:?}");
+    assert!(
+        on_volume.location == format!("persistentVolumeClaim backup-volume: {}/zk/{}", ns.name, on_volume.name),
+        "{}",
+        on_volume.location
+    );
+    let source = workload::connect(&ns.endpoint("zk").await).await;
+    source.sync("/workload").await.unwrap();
+    let workload_nodes = source.list_children("/workload").await.unwrap().len();
+    let mut from_volume = small_cluster(1, "3.9.4");
+    from_volume["restoreFrom"] = json!({"backup": on_volume.name, "target": volume_target});
+    ns.create_cluster("from-volume", from_volume).await.unwrap();
+    let restored_zk = ns.wait_available("from-volume", AVAILABLE).await;
+    let restore = restored_zk.status.as_ref().unwrap().restore.clone().unwrap();
+    assert_eq!(restore.zxid.as_deref(), Some(on_volume.zxid.as_str()));
+    let copy = workload::connect(&ns.endpoint("from-volume").await).await;
+    copy.sync("/workload").await.unwrap();
+    assert_eq!(
+        copy.list_children("/workload").await.unwrap().len(),
+        workload_nodes,
+        "the one-member cluster restored from the volume has every workload node"
+    );
+    let (data, _) = copy.get_data("/foo").await.unwrap();
+    assert_eq!(data, b"bar");
+    let (acl, _) = copy.get_acl("/locked").await.unwrap();
+    assert_eq!(acl.as_slice(), &Acls::anyone_read() as &[zookeeper_client::Acl]);
 }
