@@ -274,8 +274,15 @@ async fn drains_respect_the_budget_and_a_member_waits_for_its_node() {
         },
     )
     .await;
+    // The drained member was the leader: the two others elect one between them (seconds, more
+    // on a loaded machine) and serve.
+    wait_for(
+        Duration::from_secs(90),
+        "the two others to keep quorum without the drained leader",
+        || async { status(&ns).await.ready_replicas == 2 },
+    )
+    .await;
     let s = status(&ns).await;
-    assert_eq!(s.ready_replicas, 2, "the two others keep quorum: {:?}", s.members);
 
     // A second member may not go while the first is away.
     let other = s.members.iter().find(|m| m.name != leader).unwrap().name.clone();
