@@ -6,7 +6,7 @@ set -euo pipefail
 repository=${1:?usage: build-operator.sh REPOSITORY}
 root=$(cd "$(dirname "$0")/.." && pwd)
 context="$root/build/operator-image-context"
-cargo build --quiet --locked --release -p zkop-operator --manifest-path "$root/Cargo.toml"
+"$root/image/build-binaries.sh"
 rm -rf "$context" && mkdir -p "$context"
 cp "$root/target/release/zookeeper-operator" "$context/"
 tag="0.1.0-$(sha256sum "$context/zookeeper-operator" | cut -c1-12)"

@@ -8,7 +8,7 @@ tag=${2:?usage: build.sh ZOOKEEPER_VERSION TAG}
 root=$(cd "$(dirname "$0")/.." && pwd)
 context="$root/build/image-context-$version"
 
-cargo build --quiet --locked --release -p zk-agent --manifest-path "$root/Cargo.toml"
+"$root/image/build-binaries.sh"
 "$root/image/zookeeper-dist/fetch.sh" "$version" "$root/build/zookeeper-$version"
 
 rm -rf "$context"
