@@ -216,16 +216,27 @@ async fn bad_rollouts_stop_after_one_member_and_heal_when_reverted() {
     .await;
 }
 
-/// Runs `kubectl drain NODE` and returns whether it finished and what it said.
+/// Runs `kubectl drain NODE` and returns whether it finished and what it said. A drain refuses
+/// a node where a pod with no controller runs; here those are local-path's short-lived helper
+/// pods (they delete the volumes of earlier tests), so it is tried again once they are gone,
+/// for up to a minute.
 fn drain(node: &str, timeout: &str) -> (bool, String) {
-    kubectl(&[
-        "drain",
-        node,
-        "--ignore-daemonsets",
-        "--delete-emptydir-data",
-        "--timeout",
-        timeout,
-    ])
+    let started = Instant::now();
+    loop {
+        let (drained, out) = kubectl(&[
+            "drain",
+            node,
+            "--ignore-daemonsets",
+            "--delete-emptydir-data",
+            "--timeout",
+            timeout,
+        ]);
+        let helper_in_the_way = out.contains("declare no controller") && out.contains("local-path-storage/helper-pod");
+        if !helper_in_the_way || started.elapsed() > Duration::from_secs(60) {
+            return (drained, out);
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
 }
 
 /// Samples how many members are ready while `during` runs; returns the fewest seen.
