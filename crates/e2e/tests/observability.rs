@@ -196,6 +196,9 @@ async fn prometheus_scrapes_alerts_fire_and_the_dashboard_has_data() {
         "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": PROMETHEUS_NAMESPACE}},
         "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
     }]);
+    // Backups declared (on demand only, never requested): the operator exports the backup
+    // metrics the backup alerts read, whatever test ran before this one.
+    spec["backup"] = json!({"target": {"persistentVolumeClaim": {"claimName": "backups"}}});
     ns.create_cluster("zk", spec).await.unwrap();
     ns.wait_settled("zk", 3).await;
     let workload = Workload::start(&ns.endpoint("zk").await).await;
