@@ -173,6 +173,14 @@ fn error_policy(object: Arc<DynamicObject>, error: &Error, _ctx: Arc<Context>) -
 async fn reconcile(object: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
     ctx.metrics.reconciles.inc();
+    let object = match current(&ctx.client, &object).await {
+        Ok(Some(object)) => object,
+        Ok(None) => return Ok(Action::await_change()),
+        Err(error) => {
+            ctx.metrics.failed(error.stage());
+            return Err(error);
+        }
+    };
     let zk = match decode(&object) {
         Ok((zk, illegible_status)) => {
             if let Some(error) = illegible_status {
@@ -211,6 +219,21 @@ async fn reconcile(object: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Acti
             Err(error)
         }
     }
+}
+
+/// The resource as the API server holds it now (None once it is gone). The watch's copy can
+/// predate this operator's own last status write: a reconcile from it wrote the older status
+/// back, and what only that write knew was lost for good (seen under load: a restored
+/// cluster's `status.restore` went back to its state before the backup was verified).
+async fn current(client: &Client, object: &DynamicObject) -> Result<Option<DynamicObject>, Error> {
+    use crate::error::At;
+    let resource = ApiResource::erase::<ZooKeeperCluster>(&());
+    let namespace = object.namespace().unwrap_or_default();
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &namespace, &resource);
+    api.get_opt(&object.name_any()).await.at(
+        Stage::Observe,
+        format!("ZooKeeperCluster {namespace}/{}", object.name_any()),
+    )
 }
 
 /// The resource, from the dynamic object the watch delivered. A status that cannot be read is

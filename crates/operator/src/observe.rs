@@ -38,7 +38,7 @@ pub struct MemberObservation {
     pub address: Option<String>,
     /// The member's stable DNS name, which its TLS certificate names.
     pub host: String,
-    /// Since when it has not served (its pod's readiness turned false, or the pod was created).
+    /// Since when it has not served: see `down_since`. `None` while its pod is Ready.
     pub down_since: Option<Timestamp>,
     /// Why it does not run or serve, from the pod.
     pub cause: Option<String>,
@@ -526,14 +526,7 @@ pub fn member_from_pod(pod: &Pod, statefulset: &str, update_revision: Option<&st
             Some("its container has not started yet".to_string()),
         )
     };
-    let not_ready_since = status
-        .conditions
-        .iter()
-        .flatten()
-        .find(|c| c.type_ == "Ready" && c.status != "True")
-        .and_then(|c| c.last_transition_time.as_ref())
-        .map(|t| t.0);
-    let created = pod.metadata.creation_timestamp.as_ref().map(|t| t.0);
+    let down_since = down_since(pod);
     Some(MemberObservation {
         pod: name,
         ordinal,
@@ -542,13 +535,48 @@ pub fn member_from_pod(pod: &Pod, statefulset: &str, update_revision: Option<&st
             && pod.labels().get("controller-revision-hash").map(String::as_str) == update_revision,
         address: status.pod_ip.map(|ip| format!("{ip}:{}", ports::CLIENT)),
         host: String::new(),
-        down_since: not_ready_since.or(created),
+        down_since,
         cause: cause.map(|c| cut(&c)),
         restarts,
         state,
         version: None,
         zxid: None,
     })
+}
+
+/// Since when a member's pod has not served, as far as Kubernetes can tell:
+/// - not Ready: since its Ready condition turned false (or since its deletion began, if earlier);
+/// - being deleted while still Ready (the kubelet keeps probing readiness through the preStop
+///   hook and the JVM's stop): since its deletion began, not since it was created, so that a
+///   member a roll just evicted is not counted down for its whole life, and declared stuck;
+/// - Ready and not being deleted: unknown (`None`). The kubelet's probe says it serves; a `srvr`
+///   the operator could not get an answer to (a slow machine) starts no clock;
+/// - no Ready condition yet: since it was created.
+fn down_since(pod: &Pod) -> Option<Timestamp> {
+    let ready = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"));
+    // deletionTimestamp is when the grace period ends: the deletion began that many seconds before.
+    let deleting_since = pod.metadata.deletion_timestamp.as_ref().map(|t| {
+        let grace = pod.metadata.deletion_grace_period_seconds.unwrap_or(0);
+        t.0.checked_sub(k8s_openapi::jiff::SignedDuration::from_secs(grace))
+            .unwrap_or(t.0)
+    });
+    let created = pod.metadata.creation_timestamp.as_ref().map(|t| t.0);
+    match ready {
+        Some(ready) if ready.status == "True" => deleting_since,
+        Some(ready) => ready
+            .last_transition_time
+            .as_ref()
+            .map(|t| t.0)
+            .into_iter()
+            .chain(deleting_since)
+            .min()
+            .or(created),
+        None => deleting_since.or(created),
+    }
 }
 
 fn cut(text: &str) -> String {
@@ -797,5 +825,79 @@ mod tests {
             ),
             BTreeSet::from([4])
         );
+    }
+
+    /// zk-1 evicted at 10:20:00 with a 30 s grace period; created at 10:00:00.
+    fn terminating_pod(ready: &str, ready_since: &str) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {
+                "name": "zk-1", "uid": "u-old",
+                "creationTimestamp": "2026-11-29T10:00:00Z",
+                "deletionTimestamp": "2026-11-29T10:20:30Z",
+                "deletionGracePeriodSeconds": 30,
+                "labels": {"controller-revision-hash": "zk-old"},
+            },
+            "status": {
+                "phase": "Running",
+                "conditions": [{"type": "Ready", "status": ready, "lastTransitionTime": ready_since}],
+                "containerStatuses": [{"name": "zookeeper", "ready": ready == "True", "restartCount": 0,
+                    "image": "i", "imageID": "", "state": {"running": {"startedAt": "2026-11-29T10:00:01Z"}}}],
+            },
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_pod_still_ready_while_it_terminates_is_down_since_its_deletion_began() {
+        // The kubelet probes readiness through the preStop hook and the JVM's stop: Ready stays
+        // True for a while after the eviction. Counted from the pod's creation, the member a roll
+        // had just evicted was down for 20 minutes and declared stuck at once.
+        let m = member_from_pod(&terminating_pod("True", "2026-11-29T10:00:40Z"), "zk", Some("zk-new")).unwrap();
+        assert_eq!(m.state, MemberState::Terminating);
+        assert_eq!(m.down_since.unwrap().to_string(), "2026-11-29T10:20:00Z");
+        // Not ready since before its deletion (a broken member being replaced): since then.
+        let m = member_from_pod(&terminating_pod("False", "2026-11-29T10:19:00Z"), "zk", Some("zk-new")).unwrap();
+        assert_eq!(m.down_since.unwrap().to_string(), "2026-11-29T10:19:00Z");
+    }
+
+    #[test]
+    fn a_member_the_roll_just_evicted_is_not_stuck_while_its_pod_terminates() {
+        let mut zk = ZooKeeperCluster::new(
+            "zk",
+            serde_json::from_value(json!({"replicas": 3, "rollout": {"memberReadyTimeoutSeconds": 30}})).unwrap(),
+        );
+        zk.metadata.namespace = Some("ns".into());
+        let names = Names::of(&zk);
+        let settings = OperatorSettings {
+            cluster_domain: "cluster.local".into(),
+            operator_namespace: None,
+        };
+        let observation = Observation {
+            members: vec![
+                member_from_pod(&terminating_pod("True", "2026-11-29T10:00:40Z"), "zk", Some("zk-new")).unwrap(),
+            ],
+            ..Default::default()
+        };
+        let at = |t: &str| -> Timestamp { t.parse().unwrap() };
+        let view = cluster_view(&zk, &names, &settings, &observation, false, at("2026-11-29T10:20:02Z"));
+        assert!(crate::planner::stuck(&view).is_empty(), "{view:?}");
+        // A pod that stays Terminating (its node is gone) is stuck once the timeout has passed
+        // since its deletion began.
+        let view = cluster_view(&zk, &names, &settings, &observation, false, at("2026-11-29T10:21:00Z"));
+        assert_eq!(crate::planner::stuck(&view).len(), 1);
+    }
+
+    #[test]
+    fn a_ready_pod_that_did_not_answer_srvr_starts_no_down_clock() {
+        // A slow machine: the operator's srvr timed out, the kubelet's readiness probe says it
+        // serves. Counted from its creation, it was declared stuck at once as "zk-2 (not serving)".
+        let m = observe_pod(json!({
+            "phase": "Running",
+            "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": "2026-11-29T10:00:30Z"}],
+            "containerStatuses": [{"name": "zookeeper", "ready": true, "restartCount": 0, "image": "i", "imageID": "",
+                "state": {"running": {"startedAt": "2026-11-29T10:00:01Z"}}}],
+        }));
+        assert_eq!(m.state, MemberState::Running);
+        assert_eq!(m.down_since, None);
     }
 }
