@@ -16,7 +16,7 @@
 "$REPO_DIR/scripts/docker-up.sh"
 IMAGE=debian:$DEBIAN_SUITE-slim SUITE=$DEBIAN_SUITE "$REPO_DIR/scripts/debian-base.sh"
 
-inputs_hash=$(cd "$REPO_DIR" && cat cluster/versions.env scripts/runc-wrapper.sh cluster/build-node-image.sh \
+inputs_hash=$(cd "$REPO_DIR" && cat cluster/versions.env scripts/runc-wrapper.sh cluster/build-node-image.sh cluster/build-bins.sh \
   $(find cluster/node cluster/images -type f | sort) | sha256sum | cut -c1-12)
 NODE_IMAGE=zk-on-k8s/kind-node:$K8S_VERSION-$inputs_hash
 node_tar=$IMG_CACHE/kind-node-$K8S_VERSION-$inputs_hash.tar
@@ -30,7 +30,8 @@ elif [[ -f $node_tar ]]; then
   log "node image: loading $node_tar"; docker load -i "$node_tar" >&2; echo "$NODE_IMAGE"; exit 0
 fi
 
-"$CLUSTER_DIR/build-bins.sh" >&2
+# What the node holds (helm and Prometheus run on the host: they are built when needed).
+"$CLUSTER_DIR/build-bins.sh" pause kind kubernetes etcd coredns crictl local-path kube-router >&2
 K8S_BIN=$BIN_CACHE/kubernetes-$K8S_VERSION
 
 TOOLS_IMAGE=docker.io/zk-on-k8s/tools:$inputs_hash

@@ -3,8 +3,8 @@
 #
 # Node image: the upstream kindest/node if it is already present locally (or,
 # with ZK_TRY_PULL=1, if it can be pulled); otherwise ours, built offline by
-# build-node-image.sh and cached. Host tools kind/kubectl/helm are built from
-# their Go modules and linked into /usr/local/bin.
+# build-node-image.sh and cached. Host tools kind and kubectl are built from their Go modules
+# and linked into /usr/local/bin (helm too, once built: scripts/install-operator.sh builds it).
 . "$(dirname "$0")/lib.sh"
 start=$SECONDS
 
@@ -16,7 +16,7 @@ if docker image inspect "$NODE_IMAGE_UPSTREAM" >/dev/null 2>&1 ||
 else
   node_image=$("$CLUSTER_DIR/build-node-image.sh")
 fi
-"$CLUSTER_DIR/build-bins.sh" kind kubernetes helm
+"$CLUSTER_DIR/build-bins.sh" kind kubernetes
 for t in kind kubectl helm; do
   [[ -e $BIN_CACHE/tools/$t ]] && ln -sf "$BIN_CACHE/tools/$t" "/usr/local/bin/$t"
 done

@@ -1,7 +1,19 @@
 #!/usr/bin/env bash
-# The release binaries the images hold (zk-agent, zookeeper-operator), built in one cargo run:
-# their shared dependencies are then compiled once, with one feature set, instead of once per
-# binary (each image script asks for both; the second request finds them fresh).
+# The binaries the images hold (zk-agent, zookeeper-operator); prints the directory they are in.
+#
+#   ZK_PROFILE=release (the default): release builds, in one cargo run, so that their shared
+#     dependencies are compiled once, with one feature set.
+#   ZK_PROFILE=dev: the binaries `cargo test --workspace` builds anyway (make test's images):
+#     nothing is compiled twice. Debug builds are stricter than release ones (integer overflow
+#     and debug assertions panic), slower, and larger; the images strip them.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-cargo build --quiet --locked --release -p zk-agent -p zkop-operator --manifest-path "$root/Cargo.toml"
+case ${ZK_PROFILE:-release} in
+  release)
+    cargo build --quiet --locked --release -p zk-agent -p zkop-operator --manifest-path "$root/Cargo.toml"
+    echo "$root/target/release" ;;
+  dev)
+    cargo test --quiet --locked --workspace --all-targets --no-run --manifest-path "$root/Cargo.toml"
+    echo "$root/target/debug" ;;
+  *) echo "ZK_PROFILE is release or dev, not ${ZK_PROFILE}" >&2; exit 2 ;;
+esac

@@ -12,6 +12,9 @@ for version in $versions; do
 done
 operator_image=$("$root/image/build-operator.sh" zkop/zookeeper-operator | tail -1)
 "$root/cluster/load-image.sh" "${images[@]}" "$operator_image"
+# helm from its Go module (cached after the first build), on PATH like the cluster's tools.
+"$root/cluster/build-bins.sh" helm >&2
+ln -sf "${ZK_CACHE:-/var/cache/zk-on-k8s}/bin/tools/helm" /usr/local/bin/helm
 kubectl create namespace zkop-system --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 kubectl label namespace zkop-system --overwrite pod-security.kubernetes.io/enforce=restricted >/dev/null
 # Helm installs crds/ only on first install; apply the generated CRD so upgrades get it too.

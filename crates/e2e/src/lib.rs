@@ -1,1 +1,230 @@
-//! End-to-end tests live in tests/; they need a cluster (make e2e).
+//! End-to-end tests live in tests/; they need a cluster (make e2e). This library says how
+//! `e2e-run` (src/bin/e2e-run.rs, what `make e2e` runs) may schedule them side by side on the one
+//! shared cluster, each in its own namespaces.
+
+/// What a test does to the cluster beyond its own namespaces, or cannot bear from other tests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sharing {
+    /// Stays in its own namespaces, and its waits bear an operator that stops for a minute.
+    Shares,
+    /// Asserts on the operator's timing (alerts, the stuck timeout, short certificate lifetimes,
+    /// minute-long windows): never alongside a test that stops the operator.
+    NeedsOperator,
+    /// Stops or cuts off the operator: alongside `Shares` tests only, and one at a time.
+    StopsOperator,
+    /// Drains, cordons or stops nodes, which reaches every test's pods: runs with nothing else,
+    /// after all the others.
+    Alone,
+}
+
+/// One e2e test: its test binary (the file in tests/), its name, how it shares the cluster,
+/// how long it takes here (the longest start first), and whether `make test` runs it.
+#[derive(Clone, Copy, Debug)]
+pub struct Planned {
+    pub suite: &'static str,
+    pub test: &'static str,
+    pub sharing: Sharing,
+    pub seconds: u32,
+    /// Run by `make test`. The others run in `make e2e-full` only: each repeats what a test of
+    /// the gate shows already (`covered_by` names it).
+    pub covered_by: Option<&'static str>,
+}
+
+const fn plan(suite: &'static str, test: &'static str, sharing: Sharing, seconds: u32) -> Planned {
+    Planned {
+        suite,
+        test,
+        sharing,
+        seconds,
+        covered_by: None,
+    }
+}
+
+/// A test of `make e2e-full` only: `covered_by` (suite::test) shows its claim in the gate.
+const fn full_only(
+    suite: &'static str,
+    test: &'static str,
+    sharing: Sharing,
+    seconds: u32,
+    covered_by: &'static str,
+) -> Planned {
+    Planned {
+        suite,
+        test,
+        sharing,
+        seconds,
+        covered_by: Some(covered_by),
+    }
+}
+
+impl Planned {
+    pub fn in_gate(&self) -> bool {
+        self.covered_by.is_none()
+    }
+}
+
+use Sharing::{Alone, NeedsOperator, Shares, StopsOperator};
+
+/// Every e2e test. `e2e-run` refuses to start while a test is missing here.
+pub const SCHEDULE: &[Planned] = &[
+    plan(
+        "backup",
+        "backups_restore_into_a_new_cluster_and_failures_say_why",
+        Shares,
+        350,
+    ),
+    plan("day2", "deleting_the_leaders_pod_hands_leadership_off", Shares, 120),
+    plan("day2", "lost_disk_member_resyncs_and_rejoins", Shares, 65),
+    // The operator killed right after AddVoter of a scale-up is one of the steps there.
+    full_only(
+        "day2",
+        "operator_restart_during_scale_up_resumes",
+        StopsOperator,
+        80,
+        "faults::the_operator_killed_at_each_step_resumes",
+    ),
+    plan("day2", "quorum_loss_recovers_by_itself", Shares, 65),
+    plan(
+        "day2",
+        "rolling_restart_on_request_restarts_the_leader_last",
+        Shares,
+        130,
+    ),
+    plan("day2", "scaling_along_one_three_seven_and_back_to_one", Shares, 120),
+    // 3-5-3 under a workload, the removed members' volumes deleted: the scale there.
+    full_only(
+        "day2",
+        "scaling_three_to_five_and_back_keeps_every_write",
+        Shares,
+        70,
+        "faults::the_operator_killed_at_each_step_resumes",
+    ),
+    plan("day2", "version_upgrade_from_3_8_to_3_9", Shares, 60),
+    plan("faults", "a_member_cut_off_from_its_peers_rejoins", NeedsOperator, 70),
+    plan("faults", "a_stopped_node_comes_back_and_its_member_rejoins", Alone, 95),
+    plan(
+        "faults",
+        "bad_rollouts_stop_after_one_member_and_heal_when_reverted",
+        NeedsOperator,
+        210,
+    ),
+    plan(
+        "faults",
+        "drains_respect_the_budget_and_a_member_waits_for_its_node",
+        Alone,
+        140,
+    ),
+    plan("faults", "the_ensemble_is_never_new_twice", NeedsOperator, 65),
+    plan("faults", "the_operator_killed_at_each_step_resumes", StopsOperator, 160),
+    plan("observability", "metric_names_are_read_from_expressions", Shares, 1),
+    plan(
+        "observability",
+        "prometheus_scrapes_alerts_fire_and_the_dashboard_has_data",
+        NeedsOperator,
+        160,
+    ),
+    plan(
+        "operator",
+        "a_name_clash_is_reported_and_nothing_is_taken_over",
+        NeedsOperator,
+        10,
+    ),
+    plan(
+        "operator",
+        "an_illegible_resource_does_not_stall_the_others",
+        NeedsOperator,
+        30,
+    ),
+    plan("operator", "configuration_change_reaches_every_member", Shares, 60),
+    plan("operator", "deletion_follows_the_volume_retention_policy", Shares, 25),
+    plan(
+        "operator",
+        "invalid_resources_are_rejected_and_the_ensemble_is_untouched",
+        Shares,
+        25,
+    ),
+    plan(
+        "operator",
+        "operator_restart_during_creation_converges",
+        StopsOperator,
+        45,
+    ),
+    plan(
+        "operator",
+        "seed_test_member_survives_pod_deletion_with_its_volume",
+        Shares,
+        35,
+    ),
+    plan("security", "only_authenticated_clients_get_a_session", Shares, 50),
+    plan("security", "only_what_the_spec_allows_is_reachable", Shares, 40),
+    plan("tls", "a_plaintext_ensemble_moves_to_tls_in_place", Shares, 100),
+    plan(
+        "tls",
+        "certificates_and_the_authority_rotate_without_restarts",
+        NeedsOperator,
+        240,
+    ),
+];
+
+/// The plan for a test, by its binary and name.
+pub fn planned(suite: &str, test: &str) -> Option<&'static Planned> {
+    SCHEDULE.iter().find(|p| p.suite == suite && p.test == test)
+}
+
+/// Whether a test with `sharing` may start while tests with `running` run.
+pub fn may_join(sharing: Sharing, running: &[Sharing]) -> bool {
+    let has = |s: Sharing| running.contains(&s);
+    match sharing {
+        Alone => running.is_empty(),
+        _ if has(Alone) => false,
+        Shares => true,
+        NeedsOperator => !has(StopsOperator),
+        StopsOperator => !has(StopsOperator) && !has(NeedsOperator),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn who_may_run_beside_whom() {
+        assert!(may_join(Alone, &[]));
+        for other in [Shares, NeedsOperator, StopsOperator, Alone] {
+            assert!(!may_join(Alone, &[other]), "{other:?}");
+            assert!(!may_join(other, &[Alone]), "{other:?}");
+        }
+        assert!(may_join(Shares, &[StopsOperator, Shares]));
+        assert!(may_join(NeedsOperator, &[NeedsOperator, Shares]));
+        assert!(!may_join(NeedsOperator, &[StopsOperator]));
+        assert!(!may_join(StopsOperator, &[NeedsOperator]));
+        assert!(!may_join(StopsOperator, &[StopsOperator]));
+        assert!(may_join(StopsOperator, &[Shares, Shares]));
+    }
+
+    #[test]
+    fn a_test_left_out_of_the_gate_names_one_in_it() {
+        for p in SCHEDULE.iter().filter(|p| !p.in_gate()) {
+            let by = p.covered_by.unwrap();
+            let (suite, test) = by.split_once("::").expect("suite::test");
+            assert!(
+                planned(suite, test).is_some_and(|c| c.in_gate()),
+                "{}::{} is covered by {by}, which is not a test of the gate",
+                p.suite,
+                p.test
+            );
+        }
+    }
+
+    #[test]
+    fn each_test_is_planned_once() {
+        for (i, a) in SCHEDULE.iter().enumerate() {
+            assert!(
+                !SCHEDULE[i + 1..].iter().any(|b| b.suite == a.suite && b.test == a.test),
+                "{}::{} is planned twice",
+                a.suite,
+                a.test
+            );
+        }
+    }
+}

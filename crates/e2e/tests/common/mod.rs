@@ -619,6 +619,16 @@ impl TestNamespace {
         }
     }
 
+    /// The notes of every event with this reason about the cluster, newer than `mark`.
+    pub async fn events_since(&self, cluster: &str, reason: &str, mark: &EventMark) -> Vec<String> {
+        self.event_keys(cluster)
+            .await
+            .into_iter()
+            .filter(|(key, r, _)| r == reason && !mark.0.contains(key))
+            .map(|(_, _, note)| note)
+            .collect()
+    }
+
     /// Members whose pods are Ready, among the first `replicas` ordinals.
     pub async fn ready_members(&self, cluster: &str, replicas: u32) -> usize {
         let pods: Api<k8s_openapi::api::core::v1::Pod> = self.api();
@@ -675,5 +685,45 @@ impl Drop for Cordon {
         for node in &self.0 {
             let _ = kubectl(&["uncordon", node]);
         }
+    }
+}
+
+/// Holds a namespace at `pods` pods for as long as it lives (a ResourceQuota): a member whose pod
+/// is deleted stays away, as if it had nowhere to run, and no node is touched, so that tests
+/// beside this one are not disturbed. When dropped (also when a test fails), the quota goes and
+/// the namespace's StatefulSets are touched, so that their controller creates the pods at once:
+/// after refused creations it otherwise backs off for up to minutes.
+pub struct PodQuota {
+    namespace: String,
+}
+
+const POD_QUOTA: &str = "e2e-hold-pods";
+
+impl PodQuota {
+    pub fn new(ns: &TestNamespace, pods: u32) -> PodQuota {
+        let (ok, out) = ns.kubectl(&["create", "quota", POD_QUOTA, &format!("--hard=pods={pods}")]);
+        assert!(ok, "creating the pod quota: {out}");
+        PodQuota {
+            namespace: ns.name.clone(),
+        }
+    }
+}
+
+impl Drop for PodQuota {
+    fn drop(&mut self) {
+        let _ = kubectl(&["-n", &self.namespace, "delete", "quota", POD_QUOTA]);
+        let lifted = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        let _ = kubectl(&[
+            "-n",
+            &self.namespace,
+            "annotate",
+            "statefulsets",
+            "--all",
+            "--overwrite",
+            &format!("e2e.zkop.io/quota-lifted={lifted}"),
+        ]);
     }
 }
