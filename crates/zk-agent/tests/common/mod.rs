@@ -214,6 +214,18 @@ impl Ensemble {
         zk_agent::probe::ready(&self.client_address(i), Duration::from_millis(500)).is_ok()
     }
 
+    /// Whether member `i` has stopped serving, as it says itself ("not currently serving") or by
+    /// refusing connections. A reply that does not come within 5 s is no answer either way: on
+    /// a loaded machine (CI builds Go beside these tests) srvr took longer than the 500 ms
+    /// `ready` gives it, and a slow reply is not a lost quorum.
+    pub fn stopped_serving(&self, i: u32) -> bool {
+        use zk_agent::probe::{four_letter_word, parse_srvr, SrvrState};
+        match four_letter_word(&self.client_address(i), "srvr", Duration::from_secs(5)) {
+            Ok(reply) => matches!(parse_srvr(&reply), Ok(SrvrState::NotServing)),
+            Err(e) => e.kind() == std::io::ErrorKind::ConnectionRefused,
+        }
+    }
+
     pub fn wait_ready(&mut self, members: &[u32], timeout: Duration) {
         let start = Instant::now();
         loop {
