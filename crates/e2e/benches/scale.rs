@@ -5,7 +5,10 @@
 //! - the operator's resident memory and CPU (its own zkop_process_* metrics);
 //! - API requests per cluster per minute at rest, counted by the operator itself
 //!   (zkop_kubernetes_requests_total; the leader Lease, which does not grow with clusters,
-//!   apart), and how many of them write;
+//!   apart), how many of them write, and how many write a cluster's status; reconciles per
+//!   cluster per minute (zkop_reconciles_total). A never-scheduled cluster has a member down
+//!   for the whole window: a status that changed with time alone would show here as a status
+//!   write and a reconcile per pass;
 //! - from a spec change (a new tickTime) to the operator's first action on it (the StatefulSet's
 //!   template changed), p50 and p99 over every cluster.
 //!
@@ -38,6 +41,8 @@ struct Row {
     cpu_share: f64,
     requests_per_cluster_minute: f64,
     writes_per_cluster_minute: f64,
+    status_writes_per_cluster_minute: f64,
+    reconciles_per_cluster_minute: f64,
     lease_per_minute: f64,
     first_action: (f64, f64),
 }
@@ -89,17 +94,19 @@ async fn main() {
         "Operator cost on the local kind cluster (4 nodes, 2 cores), ZooKeeper 3.9.4, TLS on; at rest over {} s after the clusters settled",
         REST.as_secs()
     );
-    println!("| clusters | kind | operator memory (RSS) | operator CPU | API requests / cluster / min at rest | of them writes | leader Lease requests / min | spec change -> first action p50 / p99 |");
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("| clusters | kind | operator memory (RSS) | operator CPU | API requests / cluster / min at rest | of them writes | of them status writes | reconciles / cluster / min | leader Lease requests / min | spec change -> first action p50 / p99 |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for r in &rows {
         println!(
-            "| {} | {} | {:.1} MiB | {:.1} % of a core | {:.2} | {:.2} | {:.0} | {:.2} s / {:.2} s |",
+            "| {} | {} | {:.1} MiB | {:.1} % of a core | {:.2} | {:.2} | {:.2} | {:.2} | {:.0} | {:.2} s / {:.2} s |",
             r.clusters,
             r.what,
             r.memory_mib,
             r.cpu_share * 100.0,
             r.requests_per_cluster_minute,
             r.writes_per_cluster_minute,
+            r.status_writes_per_cluster_minute,
+            r.reconciles_per_cluster_minute,
             r.lease_per_minute,
             r.first_action.0,
             r.first_action.1
@@ -182,7 +189,11 @@ async fn delete_all(ns: &TestNamespace, prefix: &str) {
 fn samples(pod: &str) -> Vec<(String, f64)> {
     operator_metrics(pod)
         .lines()
-        .filter(|l| l.starts_with("zkop_kubernetes_requests_total") || l.starts_with("zkop_process_"))
+        .filter(|l| {
+            l.starts_with("zkop_kubernetes_requests_total")
+                || l.starts_with("zkop_process_")
+                || l.starts_with("zkop_reconciles_total")
+        })
         .filter_map(|l| {
             let (name, value) = l.rsplit_once(' ')?;
             Some((name.to_string(), value.parse().ok()?))
@@ -215,6 +226,8 @@ async fn measure(ns: &TestNamespace, client: &kube::Client, what: &str, n: usize
     let requests = delta(&|n| is_request(n) && !lease(n));
     let writes = delta(&|n| is_request(n) && !lease(n) && write(n));
     let leases = delta(&|n| is_request(n) && lease(n));
+    let status_writes = delta(&|n| is_request(n) && n.contains("resource=\"zookeeperclusters\"") && write(n));
+    let reconciles = delta(&|n| n == "zkop_reconciles_total");
     let cpu = delta(&|n| n == "zkop_process_cpu_seconds");
     let memory = sum(&after, |n| n == "zkop_process_resident_memory_bytes");
     let first_action = first_action(ns, prefix).await;
@@ -226,6 +239,8 @@ async fn measure(ns: &TestNamespace, client: &kube::Client, what: &str, n: usize
         cpu_share: cpu / started.elapsed().as_secs_f64(),
         requests_per_cluster_minute: requests / minutes / n as f64,
         writes_per_cluster_minute: writes / minutes / n as f64,
+        status_writes_per_cluster_minute: status_writes / minutes / n as f64,
+        reconciles_per_cluster_minute: reconciles / minutes / n as f64,
         lease_per_minute: leases / minutes,
         first_action,
     }

@@ -238,9 +238,21 @@ async fn deletion_follows_the_volume_retention_policy() {
     ns.wait_available("keep", AVAILABLE).await;
     ns.wait_available("drop", AVAILABLE).await;
 
+    // The operator's series of both clusters, before: the check below can see them.
+    let series = |name: &str| format!("namespace=\"e2e-delete\",cluster=\"{name}\"");
+    let leader = common::operator_leader(&client).await.expect("an operator leader");
+    let metrics = common::operator_metrics(&leader);
     for name in ["keep", "drop"] {
-        ns.clusters().delete(name, &DeleteParams::foreground()).await.unwrap();
+        assert!(
+            metrics.contains(&series(name)),
+            "no series of {name} before the deletion: {metrics}"
+        );
     }
+    // One in the foreground (the cluster stays, terminating, until what it owns is gone), one in
+    // the background (kubectl's default: the cluster is gone at once and the garbage collector
+    // removes what it owned afterwards, so no reconcile ever sees it terminating).
+    ns.clusters().delete("keep", &DeleteParams::foreground()).await.unwrap();
+    ns.clusters().delete("drop", &DeleteParams::background()).await.unwrap();
     let statefulsets: Api<StatefulSet> = ns.api();
     let services: Api<Service> = ns.api();
     let config_maps: Api<ConfigMap> = ns.api();
@@ -259,6 +271,18 @@ async fn deletion_follows_the_volume_retention_policy() {
                 && config_maps.get_opt("keep-config").await.unwrap().is_none()
                 && config_maps.get_opt("drop-config").await.unwrap().is_none()
                 && claims.get_opt("data-drop-0").await.unwrap().is_none()
+        },
+    )
+    .await;
+    // A deleted cluster's series go: a BackupTooOld or stuck-member alert on them would fire
+    // for a cluster that no longer exists.
+    wait_for(
+        Duration::from_secs(60),
+        "the deleted clusters' series to go",
+        || async {
+            let leader = common::operator_leader(&client).await.unwrap_or_default();
+            let metrics = common::operator_metrics(&leader);
+            metrics.contains("zkop_reconciles_total") && !["keep", "drop"].iter().any(|n| metrics.contains(&series(n)))
         },
     )
     .await;

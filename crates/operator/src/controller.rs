@@ -84,9 +84,16 @@ impl Context {
         next
     }
 
-    fn forget(&self, cluster: &str) {
-        self.quiet.lock().unwrap_or_else(|e| e.into_inner()).remove(cluster);
-        self.applied.forget_matching(cluster);
+    /// Drops what the operator keeps about a deleted cluster: its metric series, its applied
+    /// objects' memo and its backoff. Called from wherever the deletion is seen first: a
+    /// reconcile of a cluster that is terminating (foreground deletion) or already gone, or a
+    /// reconcile the controller could not start because the cluster is no longer in its cache
+    /// (background deletion: the watch's delete, or an owned object's deletion that follows it).
+    fn forget_cluster(&self, namespace: &str, name: &str) {
+        let key = format!("{namespace}/{name}");
+        self.metrics.forget(namespace, name);
+        self.quiet.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
+        self.applied.forget_matching(&key);
     }
 
     pub async fn publish(&self, zk: &ZooKeeperCluster, type_: EventType, reason: &str, note: String) {
@@ -155,11 +162,18 @@ async fn run_in(ctx: Arc<Context>, namespace: Option<&str>) {
         .watches(api::<Pod>(&client, namespace), pods, cluster_of_pod)
         .with_config(controller::Config::default().debounce(Duration::from_millis(500)))
         .shutdown_on_signal()
-        .run(reconcile, error_policy, ctx)
-        .for_each(|result| async move {
-            match result {
-                Ok((object, _)) => tracing::debug!(cluster = %object.name, "reconciled"),
-                Err(error) => tracing::warn!(%error, "reconcile failed"),
+        .run(reconcile, error_policy, ctx.clone())
+        .for_each(|result| {
+            let ctx = ctx.clone();
+            async move {
+                match result {
+                    Ok((object, _)) => tracing::debug!(cluster = %object.name, "reconciled"),
+                    Err(controller::Error::ObjectNotFound(object)) => {
+                        ctx.forget_cluster(object.namespace.as_deref().unwrap_or_default(), &object.name);
+                        tracing::debug!(cluster = %object.name, "deleted; forgotten");
+                    }
+                    Err(error) => tracing::warn!(%error, "reconcile failed"),
+                }
             }
         })
         .await;
@@ -175,7 +189,10 @@ async fn reconcile(object: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Acti
     ctx.metrics.reconciles.inc();
     let object = match current(&ctx.client, &object).await {
         Ok(Some(object)) => object,
-        Ok(None) => return Ok(Action::await_change()),
+        Ok(None) => {
+            ctx.forget_cluster(object.namespace().as_deref().unwrap_or_default(), &object.name_any());
+            return Ok(Action::await_change());
+        }
         Err(error) => {
             ctx.metrics.failed(error.stage());
             return Err(error);
@@ -274,8 +291,7 @@ async fn reconcile_cluster(zk: &ZooKeeperCluster, ctx: &Context) -> Result<Actio
     let names = Names::of(zk);
     if zk.metadata.deletion_timestamp.is_some() {
         // Owner references remove what the cluster owns; volumes follow the retention policy.
-        ctx.metrics.forget(&names.namespace, &names.cluster);
-        ctx.forget(&format!("{}/{}", names.namespace, names.cluster));
+        ctx.forget_cluster(&names.namespace, &names.cluster);
         return Ok(Action::await_change());
     }
     let now = Timestamp::now();

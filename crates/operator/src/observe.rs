@@ -678,6 +678,7 @@ pub fn cluster_view(
                     .filter(|_| !m.serves())
                     .and_then(|since| Duration::try_from(now.duration_since(since)).ok())
                     .unwrap_or_default(),
+                down_since: m.down_since.filter(|_| !m.serves()),
                 cause: m.cause.clone(),
             })
             .collect(),

@@ -13,6 +13,7 @@
 //! - the StatefulSet shrinks only after the ensemble no longer counts the member it removes,
 //!   and grows by one member at a time, which joins as a voter only once it has synced.
 
+use k8s_openapi::jiff::Timestamp;
 use std::collections::BTreeSet;
 use std::time::Duration;
 pub use vocabulary::{myid_for_ordinal, quorum, ServingRole as Role};
@@ -42,6 +43,9 @@ pub struct MemberView {
     pub up_to_date: bool,
     /// How long the member has not served on its current pod; zero while serving or unknown.
     pub down_for: Duration,
+    /// Since when, for the texts: a time, not a duration, so that a wait's text (and the status
+    /// that carries it) stays the same from one pass to the next while nothing changes.
+    pub down_since: Option<Timestamp>,
     /// Why it does not serve, from its pod: image pull error, last termination, scheduler message.
     pub cause: Option<String>,
 }
@@ -66,6 +70,7 @@ impl MemberView {
             state: MemberState::Missing,
             up_to_date: true,
             down_for: Duration::ZERO,
+            down_since: None,
             cause: Some("its pod does not exist; the StatefulSet controller creates it".into()),
         }
     }
@@ -113,7 +118,7 @@ impl ClusterView {
         format!("{}-{ordinal}", self.statefulset)
     }
 
-    /// "zk-2 not running for 40s: ImagePullBackOff: ...", for wait reasons.
+    /// "zk-2 not running since 2026-12-03T10:05:00Z: ImagePullBackOff: ...", for wait reasons.
     fn describe_down(&self, members: &[&MemberView]) -> String {
         members
             .iter()
@@ -129,8 +134,9 @@ impl ClusterView {
                         MemberState::Serving(role) => role.to_string(),
                     }
                 );
-                if !m.down_for.is_zero() {
-                    text.push_str(&format!(" for {}s", m.down_for.as_secs()));
+                if let Some(since) = m.down_since.filter(|_| !m.down_for.is_zero()) {
+                    let since = Timestamp::from_second(since.as_second()).unwrap_or(since);
+                    text.push_str(&format!(" since {since}"));
                 }
                 if let Some(cause) = &m.cause {
                     text.push_str(&format!(": {cause}"));
@@ -402,6 +408,7 @@ mod tests {
             state: state(serving),
             up_to_date,
             down_for: Duration::ZERO,
+            down_since: None,
             cause: None,
         }
     }
@@ -599,6 +606,43 @@ mod tests {
         assert_eq!(stuck(&v).iter().map(|m| m.ordinal).collect::<Vec<_>>(), vec![2]);
     }
 
+    /// The wait's text goes into status, and a status write starts the next pass: a text that
+    /// changed with every second a member stayed down rewrote status on every pass.
+    #[test]
+    fn a_wait_says_the_same_while_only_time_passes() {
+        use Role::*;
+        let since = Timestamp::from_second(1_800_000_000).unwrap();
+        for (up_to_date, timeout) in [(true, 180), (false, 180), (false, 30)] {
+            let at = |seconds: u64| {
+                let mut down = member(2, true, None);
+                down.state = MemberState::Broken;
+                down.cause = Some("ErrImagePull: zookeeper:3.9.99 not found".into());
+                down.down_for = Duration::from_secs(seconds);
+                down.down_since = Some(since);
+                let mut v = view(
+                    3,
+                    3,
+                    vec![
+                        member(0, up_to_date, Some(Leader)),
+                        member(1, up_to_date, Some(Follower)),
+                        down,
+                    ],
+                    &[1, 2, 3],
+                );
+                v.member_ready_timeout = Duration::from_secs(timeout);
+                plan(&v)
+            };
+            let first = at(40);
+            let Step::Wait(text) = &first else { panic!("{first:?}") };
+            assert!(
+                text.contains("zk-2 not running since 2027-01-15T08:00:00Z: ErrImagePull"),
+                "{text}"
+            );
+            assert_eq!(at(41), first);
+            assert_eq!(at(45), first);
+        }
+    }
+
     #[test]
     fn a_dead_voter_can_be_scaled_away() {
         use Role::*;
@@ -749,6 +793,7 @@ mod tests {
                                         down
                                     }),
                                     state: state?,
+                                    down_since: None,
                                     cause: None,
                                 })
                             })

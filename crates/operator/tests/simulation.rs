@@ -268,6 +268,7 @@ impl Model {
                     state,
                     up_to_date: pod.revision == self.revision,
                     down_for,
+                    down_since: None,
                     cause: None,
                 }
             })

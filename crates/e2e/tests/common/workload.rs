@@ -86,7 +86,15 @@ pub async fn connect(endpoint: &Endpoint) -> Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let connector = Client::connector().with_session_timeout(Duration::from_secs(10));
+        // The connection timeout bounds both how long a silent connection is trusted and each
+        // attempt to connect. Left to the client, it is 2/5 of the session (4 s): a client whose
+        // path died with a node (or that the Service sends to the dead node's member, until the
+        // node is declared NotReady) spends 4 s noticing and 4 s on each dead address it tries
+        // next, and two of those expire its session although quorum was kept (seen in CI: 14.1 s).
+        // At 2 s it can meet four dead addresses in a row and keep its session.
+        let connector = Client::connector()
+            .with_session_timeout(Duration::from_secs(10))
+            .with_connection_timeout(Duration::from_secs(2));
         let attempt = async {
             match &endpoint.tls {
                 Some(source) => match source.options().await {
