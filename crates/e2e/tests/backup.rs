@@ -8,7 +8,7 @@ use common::workload::{self, Workload};
 use common::*;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 use std::time::Duration;
 use zkop_api::ZooKeeperCluster;
@@ -329,7 +329,42 @@ async fn backups_restore_into_a_new_cluster_and_failures_say_why() {
         message.contains("corrupt") && message.contains("snapshot."),
         "{message}"
     );
-    for cluster in ["from-missing", "from-corrupt"] {
+    // Refused: a restore into a cluster whose volume is left from an earlier one of its name
+    // (members started over it would keep that data; the restore would say it worked and
+    // restore nothing). The claim is made as a retained member's would be: its name and labels.
+    let claims: Api<PersistentVolumeClaim> = ns.api();
+    let retained: PersistentVolumeClaim = serde_json::from_value(json!({
+        "metadata": {"name": "data-from-retained-0", "labels": {
+            "app.kubernetes.io/name": "zookeeper", "app.kubernetes.io/instance": "from-retained"}},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "64Mi"}}},
+    }))
+    .unwrap();
+    claims.create(&PostParams::default(), &retained).await.unwrap();
+    // Claims are dated to the second: the cluster must be created in a later one.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let mut over_retained = small_cluster(1, "3.9.4");
+    over_retained["restoreFrom"] = restore_spec(&endpoint, &on_demand.name);
+    ns.create_cluster("from-retained", over_retained).await.unwrap();
+    let message = wait_refused(&ns, "from-retained").await;
+    assert!(
+        message.contains("data-from-retained-0") && message.contains("delete those PersistentVolumeClaims"),
+        "{message}"
+    );
+    // Once the volume is gone, the restore goes on: the backup is checked.
+    claims
+        .delete("data-from-retained-0", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for(
+        Duration::from_secs(60),
+        "the restore to go on once the volume is gone",
+        || async {
+            let zk = ns.clusters().get("from-retained").await.unwrap();
+            condition(&zk, "Restored").is_some_and(|c| c.reason != "RestoreRefused")
+        },
+    )
+    .await;
+    for cluster in ["from-missing", "from-corrupt", "from-retained"] {
         ns.clusters().delete(cluster, &DeleteParams::default()).await.unwrap();
     }
     in_store(&ns, &format!("rm -rf {dir}/{corrupt_name}"));

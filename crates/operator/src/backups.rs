@@ -31,6 +31,9 @@ pub const MEMBER_ANNOTATION: &str = "zookeeper.zkop.io/member";
 pub const JOB_DEADLINE_SECONDS: i64 = 900;
 /// A refused restore is checked again after this long (or at once when the spec changes).
 pub const RESTORE_RECHECK_SECONDS: i64 = 120;
+/// How often a restore refused for volumes left from an earlier cluster looks again (their
+/// deletion triggers nothing the operator watches).
+pub const RETAINED_RECHECK_SECONDS: i64 = 15;
 const TARGET_MOUNT: &str = "/backup";
 const CA_MOUNT: &str = "/etc/backup-ca";
 
@@ -281,15 +284,31 @@ pub struct RestoreGate {
     pub next_in: Option<i64>,
 }
 
-pub fn restore_gate(
-    cluster: &str,
-    spec: Option<&RestoreFromSpec>,
-    generation: i64,
-    members_exist: bool,
-    status: Option<&RestoreStatus>,
-    jobs: &[JobView],
-    now: i64,
-) -> RestoreGate {
+/// What decides whether a cluster's members may be created, and a restore's progress.
+pub struct RestoreInputs<'a> {
+    pub cluster: &'a str,
+    pub spec: Option<&'a RestoreFromSpec>,
+    pub generation: i64,
+    /// The StatefulSet exists: members were created; they are never held back.
+    pub members_exist: bool,
+    /// Claims of this cluster's name created before it (see `observe::retained_volumes`).
+    pub retained_volumes: &'a [String],
+    pub status: Option<&'a RestoreStatus>,
+    pub jobs: &'a [JobView],
+    pub now: i64,
+}
+
+pub fn restore_gate(inputs: RestoreInputs<'_>) -> RestoreGate {
+    let RestoreInputs {
+        cluster,
+        spec,
+        generation,
+        members_exist,
+        retained_volumes,
+        status,
+        jobs,
+        now,
+    } = inputs;
     let checks: Vec<&JobView> = jobs.iter().filter(|j| j.kind == RESTORE_CHECK_KIND).collect();
     let finished: Vec<String> = checks
         .iter()
@@ -313,6 +332,32 @@ pub fn restore_gate(
         return gate;
     }
     let current = status.filter(|s| s.backup == spec.backup && s.observed_generation == Some(generation));
+    if !retained_volumes.is_empty() {
+        // Members started over these volumes keep their old data, and the agent leaves a
+        // member's existing data alone rather than overwrite it: the restore would report
+        // success and restore nothing. Refused until the volumes are gone.
+        let message = format!(
+            "restore refused: the volumes {} are left from an earlier cluster named {cluster} (storage.retention.whenDeleted: Retain), and members started over them would keep that data instead of the backup's. No member was created. To restore backup {}, delete those PersistentVolumeClaims; to keep their data instead, remove spec.restoreFrom. Checked again every {RETAINED_RECHECK_SECONDS} s",
+            retained_volumes.join(", "),
+            spec.backup
+        );
+        gate.create_members = false;
+        gate.delete = finished;
+        gate.next_in = Some(RETAINED_RECHECK_SECONDS);
+        if current.and_then(|s| s.message.as_deref()) != Some(message.as_str()) {
+            gate.events
+                .push((EventType::Warning, "RestoreRefused", message.clone()));
+        }
+        gate.status = Some(RestoreStatus {
+            backup: spec.backup.clone(),
+            phase: "Refused".into(),
+            zxid: None,
+            message: Some(message),
+            checked_at: current.and_then(|s| s.checked_at.clone()),
+            observed_generation: Some(generation),
+        });
+        return gate;
+    }
     if current.is_some_and(|s| s.phase == "Verified") {
         gate.delete = finished;
         return gate;
@@ -1177,10 +1222,31 @@ mod tests {
             .unwrap()
     }
 
+    fn gate_for(
+        spec: &RestoreFromSpec,
+        generation: i64,
+        members_exist: bool,
+        retained_volumes: &[String],
+        status: Option<&RestoreStatus>,
+        jobs: &[JobView],
+        now: i64,
+    ) -> RestoreGate {
+        restore_gate(RestoreInputs {
+            cluster: "new",
+            spec: Some(spec),
+            generation,
+            members_exist,
+            retained_volumes,
+            status,
+            jobs,
+            now,
+        })
+    }
+
     #[test]
     fn members_of_a_restored_cluster_wait_for_a_verified_backup() {
         let spec = restore("zk-20261201T153000Z");
-        let gate = restore_gate("new", Some(&spec), 1, false, None, &[], NOW);
+        let gate = gate_for(&spec, 1, false, &[], None, &[], NOW);
         assert!(!gate.create_members);
         let job = gate.start_check.clone().unwrap();
         let status = gate.status.clone();
@@ -1193,11 +1259,11 @@ mod tests {
                 state: JobState::Finished(result),
             }]
         };
-        let refused = restore_gate(
-            "new",
-            Some(&spec),
+        let refused = gate_for(
+            &spec,
             1,
             false,
+            &[],
             status.as_ref(),
             &check(Ok(report(false, &spec.backup))),
             NOW + 5,
@@ -1212,35 +1278,68 @@ mod tests {
             .as_ref()
             .unwrap()
             .contains("unreachable"));
-        let waiting = restore_gate("new", Some(&spec), 1, false, refused.status.as_ref(), &[], NOW + 10);
+        let waiting = gate_for(&spec, 1, false, &[], refused.status.as_ref(), &[], NOW + 10);
         assert!(waiting.start_check.is_none() && !waiting.create_members);
-        let retried = restore_gate(
-            "new",
-            Some(&spec),
+        let retried = gate_for(
+            &spec,
             1,
             false,
+            &[],
             refused.status.as_ref(),
             &[],
             NOW + 5 + RESTORE_RECHECK_SECONDS,
         );
         assert!(retried.start_check.is_some());
-        let changed = restore_gate("new", Some(&spec), 2, false, refused.status.as_ref(), &[], NOW + 10);
+        let changed = gate_for(&spec, 2, false, &[], refused.status.as_ref(), &[], NOW + 10);
         assert!(changed.start_check.is_some(), "a changed spec is checked at once");
-        let verified = restore_gate(
-            "new",
-            Some(&spec),
+        let verified = gate_for(
+            &spec,
             1,
             false,
+            &[],
             status.as_ref(),
             &check(Ok(report(true, &spec.backup))),
             NOW + 5,
         );
         assert!(verified.create_members);
-        let after = restore_gate("new", Some(&spec), 1, false, verified.status.as_ref(), &[], NOW + 6);
+        let after = gate_for(&spec, 1, false, &[], verified.status.as_ref(), &[], NOW + 6);
         assert!(after.create_members && after.start_check.is_none());
         assert!(
-            restore_gate("new", Some(&spec), 3, true, None, &[], NOW).create_members,
+            gate_for(&spec, 3, true, &[], None, &[], NOW).create_members,
             "members that exist are never held"
         );
+    }
+
+    /// Members started over an earlier cluster's retained volumes keep that data: the restore
+    /// is refused (not reported as done) until the volumes are gone, even once the backup was
+    /// verified, and it says which volumes and what to do.
+    #[test]
+    fn a_restore_over_volumes_left_from_an_earlier_cluster_is_refused() {
+        let spec = restore("zk-20261201T153000Z");
+        let retained = ["data-new-0".to_string(), "data-new-1".to_string()];
+        let refused = gate_for(&spec, 1, false, &retained, None, &[], NOW);
+        assert!(!refused.create_members && refused.start_check.is_none());
+        let status = refused.status.clone().unwrap();
+        assert_eq!(status.phase, "Refused");
+        let message = status.message.clone().unwrap();
+        assert!(
+            message.contains("data-new-0, data-new-1") && message.contains("delete those PersistentVolumeClaims"),
+            "{message}"
+        );
+        assert_eq!(refused.events.len(), 1, "{:?}", refused.events);
+        assert_eq!(refused.next_in, Some(RETAINED_RECHECK_SECONDS));
+        let again = gate_for(&spec, 1, false, &retained, Some(&status), &[], NOW + 15);
+        assert!(!again.create_members);
+        assert!(again.events.is_empty(), "said once: {:?}", again.events);
+        let verified = RestoreStatus {
+            phase: "Verified".into(),
+            ..status.clone()
+        };
+        assert!(
+            !gate_for(&spec, 1, false, &retained, Some(&verified), &[], NOW + 20).create_members,
+            "a verified backup does not make old volumes empty"
+        );
+        let gone = gate_for(&spec, 1, false, &[], Some(&status), &[], NOW + 30);
+        assert!(gone.start_check.is_some(), "once they are gone, the backup is checked");
     }
 }

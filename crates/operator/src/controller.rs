@@ -388,15 +388,16 @@ async fn reconcile_cluster(zk: &ZooKeeperCluster, ctx: &Context) -> Result<Actio
         Vec::new()
     };
     let now_seconds = now.as_second();
-    let restore_gate = backups::restore_gate(
-        &names.cluster,
-        zk.spec.restore_from.as_ref(),
-        zk.metadata.generation.unwrap_or(0),
-        observation.statefulset.is_some(),
-        zk.status.as_ref().and_then(|s| s.restore.as_ref()),
-        &jobs,
-        now_seconds,
-    );
+    let restore_gate = backups::restore_gate(backups::RestoreInputs {
+        cluster: &names.cluster,
+        spec: zk.spec.restore_from.as_ref(),
+        generation: zk.metadata.generation.unwrap_or(0),
+        members_exist: observation.statefulset.is_some(),
+        retained_volumes: &observe::retained_volumes(zk, &names, &observation.claims),
+        status: zk.status.as_ref().and_then(|s| s.restore.as_ref()),
+        jobs: &jobs,
+        now: now_seconds,
+    });
 
     let written = apply::apply(
         ctx,

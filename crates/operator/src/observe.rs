@@ -603,18 +603,29 @@ pub fn statefulset_observation(sts: &StatefulSet) -> StatefulSetObservation {
 /// Volumes of this cluster created before the resource itself: it was re-created over volumes
 /// an earlier ensemble kept (`whenDeleted: Retain`), so the ensemble already exists.
 pub fn volumes_predate_cluster(zk: &ZooKeeperCluster, names: &Names, claims: &[PersistentVolumeClaim]) -> bool {
+    !retained_volumes(zk, names, claims).is_empty()
+}
+
+/// The names of this cluster's claims created before the resource itself, in order.
+pub fn retained_volumes(zk: &ZooKeeperCluster, names: &Names, claims: &[PersistentVolumeClaim]) -> Vec<String> {
     let Some(created) = zk.metadata.creation_timestamp.as_ref() else {
-        return false;
+        return Vec::new();
     };
     let prefix = format!("{}-", names.claim_prefix());
-    claims.iter().any(|claim| {
-        claim.name_any().starts_with(&prefix)
-            && claim
-                .metadata
-                .creation_timestamp
-                .as_ref()
-                .is_some_and(|t| t.0 < created.0)
-    })
+    let mut retained: Vec<String> = claims
+        .iter()
+        .filter(|claim| {
+            claim.name_any().starts_with(&prefix)
+                && claim
+                    .metadata
+                    .creation_timestamp
+                    .as_ref()
+                    .is_some_and(|t| t.0 < created.0)
+        })
+        .map(|claim| claim.name_any())
+        .collect();
+    retained.sort();
+    retained
 }
 
 /// Ordinals at or beyond `replicas` that still have a volume (retained by `whenScaled: Retain`,
