@@ -3,7 +3,7 @@
 #   make test          everything CI runs (scripts/test.sh): lint, unit and integration tests on
 #                      real ZooKeeper, the image test in Docker, the cluster test, the e2e tests;
 #                      ends with a table of each phase's time
-#   make image         the ZooKeeper images (3.9.4, and 3.8.3 for upgrade tests)
+#   make image         the ZooKeeper images (3.9.5, and 3.8.6 for upgrade tests)
 #   make bench-agent   benchmark: ensemble start by zk-agent vs by hand
 #   make demo          the main job: local cluster, operator, a 3-member ensemble, the seed's test
 #   make e2e           the gate's end-to-end tests of the operator on the local cluster, side by
@@ -20,8 +20,8 @@
 #   make prometheus    Prometheus on the local cluster (see cluster/cluster.mk)
 #   make cluster       local kind cluster (see cluster/cluster.mk)
 
-ZOOKEEPER_VERSION ?= 3.9.4
-ZOOKEEPER_VERSIONS := 3.9.4 3.8.3
+ZOOKEEPER_VERSION ?= 3.9.5
+ZOOKEEPER_VERSIONS := 3.9.5 3.8.6
 IMAGE_REPO ?= zkop/zookeeper
 IMAGE ?= $(IMAGE_REPO):$(ZOOKEEPER_VERSION)
 

@@ -4,7 +4,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 # Every ZooKeeper version the tests use: the default, and the one upgrades start from.
-versions=${ZOOKEEPER_VERSIONS:-3.9.4 3.8.3}
+versions=${ZOOKEEPER_VERSIONS:-3.9.5 3.8.6}
 images=()
 for version in $versions; do
   "$root/image/build.sh" "$version" "zkop/zookeeper:$version"

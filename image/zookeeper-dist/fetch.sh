@@ -20,8 +20,15 @@ fi
 mkdir -p "$(dirname "$dest")"
 tmp=$(mktemp -d "${dest%/}.tmp.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
+# Read from the pinned list: JLine 2 (jline:jline) or 3 (org.jline:jline, from 3.8.6 and 3.9.5),
+# and the metrics provider's version. The Prometheus provider is a plugin of ZooKeeper's
+# metrics interface, released with each version; where a release's own is not served here
+# (3.9.5, 3.8.6), the list pins the newest of its line that is (3.9.4, 3.8.3).
+if grep -q ' jline-2\.' "$sums"; then jline_group=jline; else jline_group=org.jline; fi
+metrics_version=$(sed -n 's/.* zookeeper-prometheus-metrics-\(.*\)\.jar$/\1/p' "$sums")
 # -C: fail when a download does not match the repository's own checksum.
 mvn -q -B -C -f "$here/pom.xml" -Dzookeeper.version="$version" \
+  -Djline.groupId="$jline_group" -Dmetrics.version="${metrics_version:?no metrics provider in $sums}" \
   dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$tmp/lib"
 ( cd "$tmp/lib" && sha256sum --quiet --strict -c "$sums" )
 extra=$(comm -13 <(cut -d' ' -f3 "$sums" | sort) <(ls "$tmp/lib" | sort))

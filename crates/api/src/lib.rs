@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 pub const GROUP: &str = "zookeeper.zkop.io";
-pub const DEFAULT_VERSION: &str = "3.9.4";
+pub const DEFAULT_VERSION: &str = "3.9.5";
 pub const DEFAULT_IMAGE_REPOSITORY: &str = "zkop/zookeeper";
 /// Set (to any new value, e.g. a timestamp) on a ZooKeeperCluster to restart its members one at a
 /// time, followers first and the leader last, as `kubectl rollout restart` does for Deployments.
@@ -78,7 +78,7 @@ pub struct ZooKeeperClusterSpec {
     #[serde(default = "default_version")]
     #[schemars(length(max = 16))]
     #[x_kube(validation = Rule::new("self.matches('^3\\\\.(8|9)\\\\.[0-9]+$')")
-        .message("spec.version must be a ZooKeeper 3.8.x or 3.9.x release such as 3.9.4"))]
+        .message("spec.version must be a ZooKeeper 3.8.x or 3.9.x release such as 3.9.5"))]
     pub version: String,
 
     /// Full image reference, overriding the one derived from `version`. It must run zk-agent.
@@ -656,7 +656,7 @@ pub struct ZooKeeperClusterStatus {
     /// Pod name of the current leader.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub leader: Option<String>,
-    /// The ZooKeeper release the serving members report running (`3.8.3, 3.9.4` while an
+    /// The ZooKeeper release the serving members report running (`3.8.6, 3.9.5` while an
     /// upgrade is under way); the last one known while none serves.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
@@ -846,7 +846,7 @@ mod tests {
     fn defaults_make_a_three_member_cluster() {
         let s = spec(serde_json::json!({}));
         assert_eq!(s.replicas, 3);
-        assert_eq!(s.image(), "zkop/zookeeper:3.9.4");
+        assert_eq!(s.image(), "zkop/zookeeper:3.9.5");
         assert_eq!(s.storage.size, "1Gi");
         assert_eq!(s.storage.retention.when_deleted, RetentionPolicy::Retain);
         assert_eq!(s.storage.retention.when_scaled, RetentionPolicy::Delete);

@@ -35,7 +35,7 @@ async fn main() {
     let client = client().await;
     let ns = TestNamespace::new(&client, "bench-backup").await;
     let endpoint = start_store(&ns).await;
-    let mut spec = common::small_cluster(3, "3.9.4");
+    let mut spec = common::small_cluster(3, zkop_api::DEFAULT_VERSION);
     spec["backup"] = json!({
         "retention": {"count": 3},
         "target": {"s3": {"endpoint": endpoint, "bucket": BUCKET, "credentialsSecret": "backup-credentials", "caSecret": "backup-ca"}},

@@ -50,7 +50,7 @@ async fn main() {
     let mut rows = Vec::new();
 
     let ns = TestNamespace::new(&client, "bench-day2-operator").await;
-    ns.create_cluster("zk", common::small_cluster(3, "3.9.4"))
+    ns.create_cluster("zk", common::small_cluster(3, zkop_api::DEFAULT_VERSION))
         .await
         .unwrap();
     ns.wait_settled("zk", 3).await;
@@ -212,7 +212,8 @@ async fn main() {
 
     println!();
     println!(
-        "Client-observed effect of day-2 operations, ZooKeeper 3.9.4, TLS, local kind cluster (one run; rows in the order run)"
+        "Client-observed effect of day-2 operations, ZooKeeper {}, TLS, local kind cluster (one run; rows in the order run)",
+        zkop_api::DEFAULT_VERSION
     );
     println!("| operation | clients | largest write stall s | leader changes | elections | duration s | sessions expired | acknowledged writes lost |");
     println!("|---|---:|---:|---:|---:|---:|---:|---:|");

@@ -57,7 +57,10 @@ async fn main() {
         );
     }
     println!();
-    println!("3-member ensemble on the local kind cluster (4 nodes), ZooKeeper 3.9.4, {rounds} rounds each, alternating; median (min-max) in seconds");
+    println!(
+        "3-member ensemble on the local kind cluster (4 nodes), ZooKeeper {}, {rounds} rounds each, alternating; median (min-max) in seconds",
+        zkop_api::DEFAULT_VERSION
+    );
     println!(
         "| approach                               | apply -> 3 members serving | pod deleted -> member serving again |"
     );
@@ -158,7 +161,7 @@ async fn operator_round(client: &kube::Client, round: usize) -> (f64, f64, f64, 
     let ns = TestNamespace::new(client, &format!("bench-operator-{round}")).await;
     let started = Instant::now();
     let applied = Timestamp::now();
-    ns.create_cluster("zk", common::small_cluster(3, "3.9.4"))
+    ns.create_cluster("zk", common::small_cluster(3, zkop_api::DEFAULT_VERSION))
         .await
         .unwrap();
     let mut condition = None;

@@ -91,7 +91,8 @@ async fn main() {
 
     println!();
     println!(
-        "Operator cost on the local kind cluster (4 nodes, 2 cores), ZooKeeper 3.9.4, TLS on; at rest over {} s after the clusters settled",
+        "Operator cost on the local kind cluster (4 nodes, 2 cores), ZooKeeper {}, TLS on; at rest over {} s after the clusters settled",
+        zkop_api::DEFAULT_VERSION,
         REST.as_secs()
     );
     println!("| clusters | kind | operator memory (RSS) | operator CPU | API requests / cluster / min at rest | of them writes | of them status writes | reconciles / cluster / min | leader Lease requests / min | spec change -> first action p50 / p99 |");

@@ -132,7 +132,7 @@ async fn backups_restore_into_a_new_cluster_and_failures_say_why() {
     let ns = TestNamespace::new(&client, "e2e-backup").await;
     let endpoint = start_store(&ns).await;
     // Refused at admission, naming the field: a target with neither kind, a schedule that is not cron.
-    let mut invalid = small_cluster(3, "3.9.4");
+    let mut invalid = small_cluster(3, zkop_api::DEFAULT_VERSION);
     invalid["backup"] = json!({"schedule": "0 * * * *", "target": {}});
     let message = rejection(ns.create_cluster("invalid", invalid.clone()).await);
     assert!(
@@ -146,7 +146,7 @@ async fn backups_restore_into_a_new_cluster_and_failures_say_why() {
         "{message}"
     );
 
-    let mut spec = small_cluster(3, "3.9.4");
+    let mut spec = small_cluster(3, zkop_api::DEFAULT_VERSION);
     spec["backup"] = backup_spec(&endpoint, "* * * * *", 10);
     ns.create_cluster("zk", spec.clone()).await.unwrap();
     ns.wait_available("zk", AVAILABLE).await;
@@ -203,7 +203,7 @@ async fn backups_restore_into_a_new_cluster_and_failures_say_why() {
 
     // Lose everything: the resource and its volumes.
     delete_cluster_and_volumes(&ns, "zk").await;
-    let mut restored = small_cluster(3, "3.9.4");
+    let mut restored = small_cluster(3, zkop_api::DEFAULT_VERSION);
     restored["restoreFrom"] = restore_spec(&endpoint, &on_demand.name);
     ns.create_cluster("zk", restored).await.unwrap();
     let zk = ns.wait_available("zk", AVAILABLE).await;
@@ -304,7 +304,7 @@ async fn backups_restore_into_a_new_cluster_and_failures_say_why() {
 
     // Refused: a backup that does not exist, and one with a byte flipped.
     let missing_name = "zk-20200101T000000Z";
-    let mut bad = small_cluster(3, "3.9.4");
+    let mut bad = small_cluster(3, zkop_api::DEFAULT_VERSION);
     bad["restoreFrom"] = restore_spec(&endpoint, missing_name);
     ns.create_cluster("from-missing", bad.clone()).await.unwrap();
     let message = wait_refused(&ns, "from-missing").await;
@@ -342,7 +342,7 @@ async fn backups_restore_into_a_new_cluster_and_failures_say_why() {
     claims.create(&PostParams::default(), &retained).await.unwrap();
     // Claims are dated to the second: the cluster must be created in a later one.
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let mut over_retained = small_cluster(1, "3.9.4");
+    let mut over_retained = small_cluster(1, zkop_api::DEFAULT_VERSION);
     over_retained["restoreFrom"] = restore_spec(&endpoint, &on_demand.name);
     ns.create_cluster("from-retained", over_retained).await.unwrap();
     let message = wait_refused(&ns, "from-retained").await;
@@ -455,7 +455,7 @@ async fn backups_restore_into_a_new_cluster_and_failures_say_why() {
     let source = workload::connect(&ns.endpoint("zk").await).await;
     source.sync("/workload").await.unwrap();
     let workload_nodes = source.list_children("/workload").await.unwrap().len();
-    let mut from_volume = small_cluster(1, "3.9.4");
+    let mut from_volume = small_cluster(1, zkop_api::DEFAULT_VERSION);
     from_volume["restoreFrom"] = json!({"backup": on_volume.name, "target": volume_target});
     ns.create_cluster("from-volume", from_volume).await.unwrap();
     let restored_zk = ns.wait_available("from-volume", AVAILABLE).await;

@@ -59,7 +59,7 @@ fn assert_no_loss(operation: &str, report: &Report, missing: &[u64], kept_quorum
 /// A restart on request: one member at a time, followers first, the leader last.
 #[tokio::test]
 async fn rolling_restart_on_request_restarts_the_leader_last() {
-    let (ns, before, workload) = cluster_under_load("e2e-restart-request", "3.9.4").await;
+    let (ns, before, workload) = cluster_under_load("e2e-restart-request", zkop_api::DEFAULT_VERSION).await;
     let leader = before.status.unwrap().leader.unwrap();
     let uids = ns.pod_uids("zk").await;
     let elections_before = ns.elections_seen("zk").await;
@@ -129,7 +129,7 @@ async fn rolling_restart_on_request_restarts_the_leader_last() {
 /// (leaderHandOff false), the same deletion makes the members elect.
 #[tokio::test]
 async fn deleting_the_leaders_pod_hands_leadership_off() {
-    let (ns, before, workload) = cluster_under_load("e2e-leader-deleted", "3.9.4").await;
+    let (ns, before, workload) = cluster_under_load("e2e-leader-deleted", zkop_api::DEFAULT_VERSION).await;
     let mut workload = Some(workload);
     for hand_off in [true, false] {
         let leader = if hand_off {
@@ -199,7 +199,7 @@ async fn deleting_the_leaders_pod_hands_leadership_off() {
 /// Scaling 3 -> 5 -> 3 by dynamic reconfiguration, one member at a time.
 #[tokio::test]
 async fn scaling_three_to_five_and_back_keeps_every_write() {
-    let (ns, _, workload) = cluster_under_load("e2e-scale", "3.9.4").await;
+    let (ns, _, workload) = cluster_under_load("e2e-scale", zkop_api::DEFAULT_VERSION).await;
 
     ns.patch_spec("zk", json!({"replicas": 5})).await.unwrap();
     let five = ns.wait_settled("zk", 5).await;
@@ -235,7 +235,7 @@ async fn scaling_three_to_five_and_back_keeps_every_write() {
 /// A member whose volume is deleted with its pod comes back empty, syncs before voting, rejoins.
 #[tokio::test]
 async fn lost_disk_member_resyncs_and_rejoins() {
-    let (ns, _, workload) = cluster_under_load("e2e-lost-disk", "3.9.4").await;
+    let (ns, _, workload) = cluster_under_load("e2e-lost-disk", zkop_api::DEFAULT_VERSION).await;
 
     let claims: Api<PersistentVolumeClaim> = ns.api();
     let pods: Api<Pod> = ns.api();
@@ -270,7 +270,7 @@ async fn lost_disk_member_resyncs_and_rejoins() {
 /// Two of three pods deleted at once: quorum is lost, and the ensemble recovers by itself.
 #[tokio::test]
 async fn quorum_loss_recovers_by_itself() {
-    let (ns, _, workload) = cluster_under_load("e2e-quorum-loss", "3.9.4").await;
+    let (ns, _, workload) = cluster_under_load("e2e-quorum-loss", zkop_api::DEFAULT_VERSION).await;
 
     let pods: Api<Pod> = ns.api();
     let before = ns.pod_uids("zk").await;
@@ -296,17 +296,19 @@ async fn quorum_loss_recovers_by_itself() {
     );
 }
 
-/// ZooKeeper 3.8.3 to 3.9.4, one member at a time, the leader last.
+/// From the older line (`OLDER_VERSION`, 3.8) to the default (3.9), one member at a time, the
+/// leader last.
 #[tokio::test]
 async fn version_upgrade_from_3_8_to_3_9() {
-    let (ns, before, workload) = cluster_under_load("e2e-upgrade", "3.8.3").await;
+    let (from, to) = (common::OLDER_VERSION, zkop_api::DEFAULT_VERSION);
+    let (ns, before, workload) = cluster_under_load("e2e-upgrade", from).await;
     let before = before.status.unwrap();
-    assert_eq!(before.version.as_deref(), Some("3.8.3"), "read from the members");
+    assert_eq!(before.version.as_deref(), Some(from), "read from the members");
     let leader = before.leader.unwrap();
 
-    ns.patch_spec("zk", json!({"version": "3.9.4"})).await.unwrap();
+    ns.patch_spec("zk", json!({"version": to})).await.unwrap();
     let pods: Api<Pod> = ns.api();
-    wait_for(SETTLE, "every member to run 3.9.4", || async {
+    wait_for(SETTLE, &format!("every member to run {to}"), || async {
         let list = pods
             .list(&ListParams::default().labels("app.kubernetes.io/instance=zk"))
             .await
@@ -316,17 +318,17 @@ async fn version_upgrade_from_3_8_to_3_9() {
             && list.iter().all(|p| {
                 p.spec
                     .as_ref()
-                    .is_some_and(|s| s.containers[0].image.as_deref() == Some("zkop/zookeeper:3.9.4"))
+                    .is_some_and(|s| s.containers[0].image.as_deref() == Some(common::default_image().as_str()))
             })
     })
     .await;
     let after = ns.wait_settled("zk", 3).await.status.unwrap();
     let (report, missing) = workload.finish().await;
-    assert_no_loss("upgrade 3.8.3 to 3.9.4", &report, &missing, true);
+    assert_no_loss(&format!("upgrade {from} to {to}"), &report, &missing, true);
     // What people read: the version each member reports running, and how the roll ended.
-    assert_eq!(after.version.as_deref(), Some("3.9.4"), "{after:?}");
+    assert_eq!(after.version.as_deref(), Some(to), "{after:?}");
     assert!(
-        after.members.iter().all(|m| m.version.as_deref() == Some("3.9.4")),
+        after.members.iter().all(|m| m.version.as_deref() == Some(to)),
         "{:?}",
         after.members
     );
@@ -350,7 +352,7 @@ async fn version_upgrade_from_3_8_to_3_9() {
         .unwrap();
     assert_eq!(newest.name_any(), leader, "the leader is upgraded last");
     let out = ns.zkcli("zk-0", &["version"]);
-    assert!(out.contains("3.9.4"), "{out}");
+    assert!(out.contains(to), "{out}");
 }
 
 /// The operator restarted in the middle of a scale-up resumes from what the cluster shows.
@@ -358,7 +360,7 @@ async fn version_upgrade_from_3_8_to_3_9() {
 async fn operator_restart_during_scale_up_resumes() {
     let client = client().await;
     let ns = TestNamespace::new(&client, "e2e-scale-restart").await;
-    ns.create_cluster("zk", common::small_cluster(3, "3.9.4"))
+    ns.create_cluster("zk", common::small_cluster(3, zkop_api::DEFAULT_VERSION))
         .await
         .unwrap();
     ns.wait_settled("zk", 3).await;
@@ -398,7 +400,7 @@ async fn operator_restart_during_scale_up_resumes() {
 async fn scaling_along_one_three_seven_and_back_to_one() {
     let client = client().await;
     let ns = TestNamespace::new(&client, "e2e-scale-path").await;
-    ns.create_cluster("zk", common::small_cluster(1, "3.9.4"))
+    ns.create_cluster("zk", common::small_cluster(1, zkop_api::DEFAULT_VERSION))
         .await
         .unwrap();
     ns.wait_settled("zk", 1).await;

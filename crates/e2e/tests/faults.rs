@@ -20,7 +20,7 @@ use zkop_api::ZooKeeperCluster;
 const MEMBER_READY_TIMEOUT: u64 = 30;
 
 fn spec(replicas: i32) -> serde_json::Value {
-    let mut spec = common::small_cluster(replicas, "3.9.4");
+    let mut spec = common::small_cluster(replicas, zkop_api::DEFAULT_VERSION);
     spec["rollout"] = json!({"memberReadyTimeoutSeconds": MEMBER_READY_TIMEOUT});
     spec
 }
@@ -169,7 +169,7 @@ async fn bad_rollouts_stop_after_one_member_and_heal_when_reverted() {
         &ns,
         "version 3.9.99 (no such image)",
         json!({"version": "3.9.99"}),
-        json!({"version": "3.9.4"}),
+        json!({"version": zkop_api::DEFAULT_VERSION}),
         "3.9.99",
     )
     .await;

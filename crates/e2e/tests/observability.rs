@@ -191,7 +191,7 @@ async fn prometheus_scrapes_alerts_fire_and_the_dashboard_has_data() {
     let prometheus = Prometheus::find().await;
     let client = client().await;
     let ns = TestNamespace::new(&client, "e2e-observability").await;
-    let mut spec = common::small_cluster(3, "3.9.4");
+    let mut spec = common::small_cluster(3, zkop_api::DEFAULT_VERSION);
     spec["access"]["metrics"] = json!([{
         "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": PROMETHEUS_NAMESPACE}},
         "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},

@@ -15,7 +15,7 @@ use std::time::Duration;
 const AVAILABLE: Duration = Duration::from_secs(300);
 
 fn small(replicas: i32) -> serde_json::Value {
-    common::small_cluster(replicas, "3.9.4")
+    common::small_cluster(replicas, zkop_api::DEFAULT_VERSION)
 }
 
 /// The seed README's test, the way it does it: zkCli.sh inside the pods.

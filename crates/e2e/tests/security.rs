@@ -18,7 +18,7 @@ async fn prober(ns: &TestNamespace) -> String {
         "spec": {
             "securityContext": {"runAsNonRoot": true, "runAsUser": 1000, "seccompProfile": {"type": "RuntimeDefault"}},
             "containers": [{
-                "name": "prober", "image": "zkop/zookeeper:3.9.4", "imagePullPolicy": "IfNotPresent",
+                "name": "prober", "image": common::default_image(), "imagePullPolicy": "IfNotPresent",
                 "command": ["sleep", "3600"],
                 "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}},
             }],
@@ -56,7 +56,7 @@ async fn only_what_the_spec_allows_is_reachable() {
     let client = client().await;
     let ns = TestNamespace::new(&client, "e2e-security").await;
     let other = TestNamespace::new(&client, "e2e-security-other").await;
-    let mut spec = common::small_cluster(3, "3.9.4");
+    let mut spec = common::small_cluster(3, zkop_api::DEFAULT_VERSION);
     spec["access"] = json!({"clients": [{"podSelector": {}}]});
     ns.create_cluster("zk", spec).await.unwrap();
     let zk = ns.wait_settled("zk", 3).await;
@@ -130,7 +130,7 @@ async fn only_what_the_spec_allows_is_reachable() {
 async fn only_authenticated_clients_get_a_session() {
     let client = client().await;
     let ns = TestNamespace::new(&client, "e2e-authentication").await;
-    ns.create_cluster("zk", common::small_cluster(3, "3.9.4"))
+    ns.create_cluster("zk", common::small_cluster(3, zkop_api::DEFAULT_VERSION))
         .await
         .unwrap();
     ns.wait_settled("zk", 3).await;

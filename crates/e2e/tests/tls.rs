@@ -56,7 +56,7 @@ async fn tls_status(ns: &TestNamespace) -> zkop_api::TlsStatus {
 async fn certificates_and_the_authority_rotate_without_restarts() {
     let client = client().await;
     let ns = TestNamespace::new(&client, "e2e-tls-rotation").await;
-    let mut spec = common::small_cluster(3, "3.9.4");
+    let mut spec = common::small_cluster(3, zkop_api::DEFAULT_VERSION);
     spec["tls"] = json!({"certificateLifetimeSeconds": 120, "caLifetimeSeconds": 300});
     ns.create_cluster("zk", spec).await.unwrap();
     ns.wait_settled("zk", 3).await;
@@ -105,7 +105,7 @@ async fn certificates_and_the_authority_rotate_without_restarts() {
 async fn a_plaintext_ensemble_moves_to_tls_in_place() {
     let client = client().await;
     let ns = TestNamespace::new(&client, "e2e-tls-migration").await;
-    let mut spec = common::small_cluster(3, "3.9.4");
+    let mut spec = common::small_cluster(3, zkop_api::DEFAULT_VERSION);
     spec["tls"] = json!({"enabled": false, "clients": [common::TEST_CLIENT]});
     ns.create_cluster("zk", spec).await.unwrap();
     ns.wait_settled("zk", 3).await;

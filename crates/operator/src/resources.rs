@@ -707,7 +707,7 @@ mod tests {
         let security = pod.security_context.unwrap();
         assert_eq!(security.run_as_non_root, Some(true));
         let container = &pod.containers[0];
-        assert_eq!(container.image.as_deref(), Some("zkop/zookeeper:3.9.4"));
+        assert_eq!(container.image.as_deref(), Some("zkop/zookeeper:3.9.5"));
         assert_eq!(
             container.security_context.as_ref().unwrap().read_only_root_filesystem,
             Some(true)

@@ -31,7 +31,7 @@ fn main() {
     let agent = Stats::of(&by_agent);
     let hand = Stats::of(&by_hand);
     println!();
-    println!("Start to 3 members serving in a quorum (ZooKeeper 3.9.4, {rounds} rounds each, alternating)");
+    println!("Start to 3 members serving in a quorum (ZooKeeper 3.9.5, {rounds} rounds each, alternating)");
     println!("| start method                          | median s | min s | max s |");
     println!("|---------------------------------------|---------:|------:|------:|");
     println!(

@@ -92,6 +92,17 @@ pub struct TlsConfig {
     pub live_dir: PathBuf,
     /// Refuse sessions that did not authenticate (plaintext ones, on 127.0.0.1).
     pub enforce_authentication: bool,
+    /// The release checks a connecting peer's certificate against the name its address
+    /// resolves back to (see `checks_peers_by_reverse_dns`).
+    pub peers_by_reverse_dns: bool,
+}
+
+/// ZooKeeper 3.8 checks the certificate of a peer that connects to it against the name its
+/// address resolves back to (in Kubernetes, the pod's name under the headless Service): its
+/// quorum TLS needs reverse DNS. 3.9 does not, so there reverse DNS is switched off: a name
+/// from reverse DNS is whatever the one who controls that DNS answers (CVE-2026-24281).
+pub fn checks_peers_by_reverse_dns(zookeeper_version: &str) -> bool {
+    zookeeper_version.starts_with("3.8.")
 }
 
 impl TlsConfig {
@@ -100,6 +111,7 @@ impl TlsConfig {
             phase: Phase::Plaintext,
             live_dir: PathBuf::from(vocabulary::tls::LIVE_DIR),
             enforce_authentication: false,
+            peers_by_reverse_dns: false,
         }
     }
 }
@@ -171,6 +183,10 @@ impl TlsConfig {
             ("ssl.quorum.trustStore.location", trust_store),
             ("ssl.quorum.trustStore.type", "PEM".into()),
             ("sslQuorumReloadCertFiles", "true".into()),
+            (
+                "ssl.quorum.allowReverseDnsLookup",
+                self.peers_by_reverse_dns.to_string(),
+            ),
             ("sslQuorum", (self.phase >= Phase::QuorumTls).to_string()),
             ("portUnification", (self.phase < Phase::Tls).to_string()),
         ];
@@ -282,6 +298,7 @@ mod tests {
                 phase,
                 live_dir: "/tls".into(),
                 enforce_authentication: false,
+                peers_by_reverse_dns: false,
             };
             let rendered = text(&cfg);
             for expected in [
@@ -291,6 +308,7 @@ mod tests {
                 "ssl.clientAuth=need\n".into(),
                 "client.certReload=true\n".into(),
                 "sslQuorumReloadCertFiles=true\n".into(),
+                "ssl.quorum.allowReverseDnsLookup=false\n".into(),
                 format!("sslQuorum={ssl_quorum}\n"),
                 format!("portUnification={unification}\n"),
             ] {
@@ -303,6 +321,16 @@ mod tests {
         }
         cfg.tls.enforce_authentication = true;
         assert!(cfg.render().contains("enforce.auth.enabled=true\n"));
+        cfg.tls.peers_by_reverse_dns = true;
+        assert!(cfg.render().contains("ssl.quorum.allowReverseDnsLookup=true\n"));
+    }
+
+    #[test]
+    fn reverse_dns_only_where_the_release_needs_it() {
+        assert!(checks_peers_by_reverse_dns("3.8.6"));
+        for off in ["3.9.5", "3.9.4", "3.10.0", ""] {
+            assert!(!checks_peers_by_reverse_dns(off), "{off}");
+        }
     }
 
     #[test]

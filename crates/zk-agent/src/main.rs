@@ -181,6 +181,9 @@ struct MemberArgs {
     /// Refuse ZooKeeper sessions that did not authenticate.
     #[arg(long, env = "ZK_ENFORCE_AUTHENTICATION", default_value_t = false)]
     enforce_authentication: bool,
+    /// The ZooKeeper release of this image (its TLS settings differ by line).
+    #[arg(long, env = "ZOOKEEPER_VERSION", default_value = "")]
+    zookeeper_version: String,
     /// How long to wait for the ensemble's DNS names before giving up.
     #[arg(long, env = "ZK_DNS_TIMEOUT_SECONDS", default_value_t = 600)]
     dns_timeout_seconds: u64,
@@ -517,6 +520,7 @@ fn start_options(args: &MemberArgs) -> Result<StartOptions, AgentError> {
             phase: args.tls_phase,
             live_dir: args.tls.tls_dir.clone(),
             enforce_authentication: args.enforce_authentication,
+            peers_by_reverse_dns: zk_agent::config::checks_peers_by_reverse_dns(&args.zookeeper_version),
         },
         tls_secret_dir: args.tls.tls_secret_dir.clone(),
         ensemble_state: match args.ensemble_state {

@@ -14,7 +14,7 @@ fn run(zk: &Ensemble, member: u32, args: &[&str], ensemble_state: &str) -> Outpu
     let output = zk
         .agent(member, args[0], ensemble_state)
         .args(&args[1..])
-        .env("ZOOKEEPER_VERSION", "3.9.4")
+        .env("ZOOKEEPER_VERSION", "3.9.5")
         .env("ZK_REPORT_FILE", zk.root.join("report.json"))
         .output()
         .expect("running zk-agent");

@@ -342,6 +342,14 @@ pub async fn node_ips(client: &Client) -> Vec<String> {
 pub const TEST_CLIENT: &str = "e2e";
 
 /// A small cluster for tests on a two-core machine: 512 MiB members, 256 MiB volumes that go with it.
+/// The older ZooKeeper line the upgrade test starts from (an image `make images` builds).
+pub const OLDER_VERSION: &str = "3.8.6";
+
+/// The image of the default ZooKeeper version.
+pub fn default_image() -> String {
+    format!("{}:{}", zkop_api::DEFAULT_IMAGE_REPOSITORY, zkop_api::DEFAULT_VERSION)
+}
+
 pub fn small_cluster(replicas: i32, version: &str) -> serde_json::Value {
     serde_json::json!({
         "replicas": replicas,
@@ -425,7 +433,7 @@ pub fn seed_statefulset(namespace: &str) -> String {
                 "spec": {
                     "securityContext": {"runAsNonRoot": true, "runAsUser": 1000, "fsGroup": 1000, "seccompProfile": {"type": "RuntimeDefault"}},
                     "containers": [{
-                        "name": "zookeeper", "image": "zkop/zookeeper:3.9.4", "imagePullPolicy": "IfNotPresent",
+                        "name": "zookeeper", "image": default_image(), "imagePullPolicy": "IfNotPresent",
                         "command": ["sh", "-c", "mkdir -p /data/zookeeper && echo $((${HOSTNAME##*-} + 1)) > /data/zookeeper/myid && exec java -Xmx256m -cp '/opt/zookeeper/lib/*:/opt/zookeeper/conf' org.apache.zookeeper.server.quorum.QuorumPeerMain /conf/zoo.cfg"],
                         "ports": [{"name": "client", "containerPort": 2181}],
                         "resources": {"requests": {"cpu": "50m", "memory": "512Mi"}, "limits": {"memory": "512Mi"}},

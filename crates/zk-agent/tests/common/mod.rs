@@ -17,7 +17,7 @@ pub const JVM_OPTS: &str = "-Xmx192m -Xms64m -XX:+UseSerialGC -Xss512k";
 pub fn zookeeper_home() -> PathBuf {
     let home = std::env::var_os("ZK_TEST_ZOOKEEPER_HOME")
         .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("build/zookeeper-3.9.4"));
+        .unwrap_or_else(|| workspace_root().join("build/zookeeper-3.9.5"));
     assert!(
         home.join("lib").is_dir(),
         "no ZooKeeper distribution at {} (run `make zookeeper-dist`, or set ZK_TEST_ZOOKEEPER_HOME)",
