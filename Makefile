@@ -89,16 +89,16 @@ chaos: install
 	scripts/chaos.sh
 
 bench: install
-	cargo bench -p e2e --bench operator
+	cargo bench --profile dev --workspace --bench operator
 
 bench-day2: install
-	cargo bench -p e2e --bench day2
+	cargo bench --profile dev --workspace --bench day2
 
 bench-scale: install
-	cargo bench -p e2e --bench scale
+	cargo bench --profile dev --workspace --bench scale
 
 bench-backup: install s3-store
-	cargo bench -p e2e --bench backup
+	cargo bench --profile dev --workspace --bench backup
 
 image: docker
 	image/build.sh $(ZOOKEEPER_VERSION) $(IMAGE)

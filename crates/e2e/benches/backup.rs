@@ -3,7 +3,7 @@
 //! writes through a NodePort, as in the day-2 benchmark) for equal windows, alternately with
 //! nothing else happening and with on-demand backups taken back to back to the local S3 store.
 //!
-//! Rerun: make bench-backup   (cargo bench -p e2e --bench backup -- [preloaded znodes, default 20000])
+//! Rerun: make bench-backup   (cargo bench --profile dev --workspace --bench backup -- [preloaded znodes, default 20000])
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -108,7 +108,7 @@ async fn main() {
         let _ = row.window;
     }
     println!();
-    println!("command: make bench-backup   (cargo bench -p e2e --bench backup -- {preload})");
+    println!("command: make bench-backup   (cargo bench --profile dev --workspace --bench backup -- {preload})");
 }
 
 /// The workload for one window; with `backups`, on-demand backups one after the other meanwhile.

@@ -10,7 +10,7 @@
 //! (members that had served going back to LOOKING, from their logs), duration, expired
 //! sessions, lost writes.
 //!
-//! Rerun: make bench-day2   (cargo bench -p e2e --bench day2); `-- <text>` runs only the rows
+//! Rerun: make bench-day2   (cargo bench --profile dev --workspace --bench day2); `-- <text>` runs only the rows
 //! whose name contains it, e.g. `-- "leader's pod"`.
 
 #[path = "../tests/common/mod.rs"]
@@ -232,7 +232,7 @@ async fn main() {
         );
     }
     println!("leader changes: new zxid epochs seen by the workload; elections: members that had served going back to LOOKING (their logs)");
-    println!("command: make bench-day2   (cargo bench -p e2e --bench day2)");
+    println!("command: make bench-day2   (cargo bench --profile dev --workspace --bench day2)");
 }
 
 /// A rolling restart on request, until every member was restarted and the cluster settled.

@@ -13,7 +13,7 @@
 //! (`kubectl logs --timestamps`: zk-agent's DNS wait and configuration, ZooKeeper's first
 //! broadcast).
 //!
-//! Rerun: make bench   (cargo bench -p e2e --bench operator -- [rounds])
+//! Rerun: make bench   (cargo bench --profile dev --workspace --bench operator -- [rounds])
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -92,7 +92,7 @@ async fn main() {
             println!("| {name} | {} |", summary(&samples));
         }
     }
-    println!("command: make bench   (cargo bench -p e2e --bench operator -- {rounds})");
+    println!("command: make bench   (cargo bench --profile dev --workspace --bench operator -- {rounds})");
 }
 
 /// The timestamps of one member's way from nothing to serving.

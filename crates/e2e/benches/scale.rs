@@ -12,7 +12,7 @@
 //! - from a spec change (a new tickTime) to the operator's first action on it (the StatefulSet's
 //!   template changed), p50 and p99 over every cluster.
 //!
-//! Rerun: make bench-scale   (cargo bench -p e2e --bench scale -- [real sizes] [unscheduled sizes],
+//! Rerun: make bench-scale   (cargo bench --profile dev --workspace --bench scale -- [real sizes] [unscheduled sizes],
 //! e.g. `-- 1,10,30 100,300`)
 
 #[path = "../tests/common/mod.rs"]
@@ -114,7 +114,7 @@ async fn main() {
         );
     }
     println!(
-        "command: make bench-scale   (cargo bench -p e2e --bench scale -- {} {})",
+        "command: make bench-scale   (cargo bench --profile dev --workspace --bench scale -- {} {})",
         join(&real),
         join(&unscheduled)
     );

@@ -296,7 +296,7 @@ async fn observe_tls(secrets: &Api<Secret>, zk: &ZooKeeperCluster, names: &Names
 fn operator_identity(observed: &TlsObservation) -> Option<TlsIdentity> {
     let authority = observed.authority.as_ref()?;
     let signing = signing_material(observed, &authority.signing)?;
-    let issued = tls::operator_identity(&signing, std::time::SystemTime::now()).ok()?;
+    let issued = tls::cached_operator_identity(&signing, std::time::SystemTime::now()).ok()?;
     Some(TlsIdentity {
         ca_bundle: authority.trusted.concat(),
         cert_pem: issued.cert_pem,
@@ -327,7 +327,7 @@ async fn check_members_tls(observed: &mut TlsObservation, client: &TlsClient, me
     let next_client = observed.authority.as_ref().and_then(|a| {
         let next = a.next.as_ref()?;
         let next = signing_material(observed, next)?;
-        let issued = tls::operator_identity(&next, std::time::SystemTime::now()).ok()?;
+        let issued = tls::cached_operator_identity(&next, std::time::SystemTime::now()).ok()?;
         TlsClient::from_pem(&a.trusted.concat(), &issued.cert_pem, &issued.key_pem).ok()
     });
     let checks = members.iter().filter(|m| m.state != MemberState::Missing).map(|m| {

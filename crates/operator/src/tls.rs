@@ -520,6 +520,24 @@ pub fn operator_identity(signing: &Issued, now: SystemTime) -> Result<Issued, St
     )
 }
 
+/// The operator's client certificate from `signing`, minted once and reused while it has more
+/// than half its lifetime left: a reconcile used to mint one (a key pair and a signature) every
+/// time. Kept per authority, so a rotated authority gets a certificate of its own at once.
+pub fn cached_operator_identity(signing: &Issued, now: SystemTime) -> Result<Issued, String> {
+    static CACHE: std::sync::Mutex<BTreeMap<String, Issued>> = std::sync::Mutex::new(BTreeMap::new());
+    let seconds = now.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let fresh = |issued: &Issued| issued.not_after > seconds + OPERATOR_CERT_LIFETIME.as_secs() / 2;
+    let authority = fingerprint(&signing.cert_pem);
+    let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(issued) = cache.get(&authority).filter(|i| fresh(i)) {
+        return Ok(issued.clone());
+    }
+    let issued = operator_identity(signing, now)?;
+    cache.retain(|_, i| fresh(i));
+    cache.insert(authority, issued.clone());
+    Ok(issued)
+}
+
 /// The phase the members' template should be at: the spec's target for a new ensemble, else
 /// one step from where the members are toward it, taken only once the last roll is done.
 pub fn phase(enabled: bool, current: Option<Phase>, new_ensemble: bool, roll_done: bool) -> Phase {
@@ -537,6 +555,26 @@ pub fn phase(enabled: bool, current: Option<Phase>, new_ensemble: bool, roll_don
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_operator_certificate_is_reused_per_authority_until_half_its_life() {
+        let now = SystemTime::now();
+        let first = pki::new_authority("first test CA", now, Duration::from_secs(86_400)).unwrap();
+        let second = pki::new_authority("second test CA", now, Duration::from_secs(86_400)).unwrap();
+        let a = cached_operator_identity(&first, now).unwrap();
+        assert_eq!(
+            cached_operator_identity(&first, now + Duration::from_secs(60)).unwrap(),
+            a
+        );
+        let b = cached_operator_identity(&second, now).unwrap();
+        assert_ne!(b.cert_pem, a.cert_pem, "another authority, another certificate");
+        let later = now + OPERATOR_CERT_LIFETIME / 2 + Duration::from_secs(60);
+        assert_ne!(
+            cached_operator_identity(&first, later).unwrap().cert_pem,
+            a.cert_pem,
+            "renewed past half its lifetime"
+        );
+    }
 
     fn cluster(spec: serde_json::Value) -> (ZooKeeperCluster, Names) {
         let mut zk = ZooKeeperCluster::new("zk", serde_json::from_value(spec).unwrap());

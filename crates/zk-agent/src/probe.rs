@@ -35,9 +35,53 @@ pub fn four_letter_word(address: &str, word: &str, timeout: Duration) -> std::io
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
     stream.write_all(word.as_bytes())?;
-    let mut reply = String::new();
-    stream.read_to_string(&mut reply)?;
-    Ok(reply)
+    let deadline = std::time::Instant::now() + timeout;
+    let socket = stream.try_clone()?;
+    let reply = read_reply(&mut stream, deadline, |t| socket.set_read_timeout(Some(t)))?;
+    Ok(String::from_utf8_lossy(&reply).into_owned())
+}
+
+/// The largest four-letter-word reply read: `mntr` and `conf` answer in a few KiB. A server
+/// that sends more (or keeps sending) is not ZooKeeper answering; the operator asks every
+/// member of every cluster, and a member's image is its owner's to choose.
+pub const MAX_REPLY_BYTES: usize = 256 * 1024;
+
+/// Reads a reply to its end, within `deadline` as a whole (not only per read: a server
+/// dripping a byte at a time would otherwise hold the reader forever), and at most
+/// `MAX_REPLY_BYTES`. `set_timeout` bounds each read by what is left.
+pub fn read_reply<R: Read>(
+    reader: &mut R,
+    deadline: std::time::Instant,
+    mut set_timeout: impl FnMut(Duration) -> std::io::Result<()>,
+) -> std::io::Result<Vec<u8>> {
+    let mut reply = Vec::new();
+    let mut buffer = [0u8; 8192];
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("the reply did not end in time ({} bytes so far)", reply.len()),
+            ));
+        }
+        set_timeout(left)?;
+        match reader.read(&mut buffer) {
+            Ok(0) => return Ok(reply),
+            Ok(n) => {
+                if reply.len() + n > MAX_REPLY_BYTES {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!("the reply is longer than {MAX_REPLY_BYTES} bytes: not a ZooKeeper answer"),
+                    ));
+                }
+                reply.extend_from_slice(&buffer[..n]);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            // ZooKeeper closes a TLS connection without close_notify after answering.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !reply.is_empty() => return Ok(reply),
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 pub fn parse_srvr(reply: &str) -> Result<SrvrState, String> {
@@ -92,6 +136,41 @@ pub fn live(address: &str, timeout: Duration) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A "member" that answers a four-letter word with an endless stream, and one that drips a
+    /// byte at a time: the reader gives up on both, in bounded memory and time.
+    #[test]
+    fn endless_or_dripping_replies_are_cut_off() {
+        use std::net::TcpListener;
+        for drip in [false, true] {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let address = listener.local_addr().unwrap().to_string();
+            std::thread::spawn(move || {
+                let (mut peer, _) = listener.accept().unwrap();
+                let mut word = [0u8; 4];
+                let _ = peer.read_exact(&mut word);
+                let chunk = vec![b'x'; if drip { 1 } else { 64 * 1024 }];
+                while peer.write_all(&chunk).is_ok() {
+                    if drip {
+                        std::thread::sleep(Duration::from_millis(200));
+                    }
+                }
+            });
+            let started = std::time::Instant::now();
+            let error = four_letter_word(&address, "srvr", Duration::from_secs(2)).unwrap_err();
+            assert!(
+                started.elapsed() < Duration::from_secs(4),
+                "{drip}: {:?}",
+                started.elapsed()
+            );
+            let expected = if drip {
+                std::io::ErrorKind::TimedOut
+            } else {
+                std::io::ErrorKind::InvalidData
+            };
+            assert_eq!(error.kind(), expected, "{drip}: {error}");
+        }
+    }
 
     #[test]
     fn parses_srvr_replies() {

@@ -8,7 +8,7 @@
 //! `TlsClient` asks a member a four-letter word over mutual TLS: the operator's `srvr` and the
 //! agent's check for a serving peer, when plaintext listens on 127.0.0.1 only.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::Path;
 use std::sync::Arc;
@@ -116,13 +116,15 @@ impl TlsClient {
     /// succeeds: how the operator sees that a member reloaded a renewed certificate, or trusts
     /// a new authority.
     pub fn served_certificate(&self, address: &str, server_name: &str, timeout: Duration) -> std::io::Result<Vec<u8>> {
+        let deadline = std::time::Instant::now() + timeout;
         let mut stream = self.open(address, server_name, timeout)?;
         // `ruok` completes the handshake both ways: a server that refuses our certificate
         // closes the connection instead of answering.
         stream.write_all(b"ruok")?;
         stream.flush()?;
-        let mut reply = Vec::new();
-        let _ = stream.read_to_end(&mut reply);
+        let socket = stream.sock.try_clone()?;
+        let reply =
+            crate::probe::read_reply(&mut stream, deadline, |t| socket.set_read_timeout(Some(t))).unwrap_or_default();
         if reply != b"imok" {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::PermissionDenied,
@@ -145,16 +147,12 @@ impl TlsClient {
         word: &str,
         timeout: Duration,
     ) -> std::io::Result<String> {
+        let deadline = std::time::Instant::now() + timeout;
         let mut stream = self.open(address, server_name, timeout)?;
         stream.write_all(word.as_bytes())?;
         stream.flush()?;
-        let mut reply = Vec::new();
-        match stream.read_to_end(&mut reply) {
-            Ok(_) => {}
-            // ZooKeeper closes the connection without a TLS close_notify after answering.
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !reply.is_empty() => {}
-            Err(e) => return Err(e),
-        }
+        let socket = stream.sock.try_clone()?;
+        let reply = crate::probe::read_reply(&mut stream, deadline, |t| socket.set_read_timeout(Some(t)))?;
         Ok(String::from_utf8_lossy(&reply).into_owned())
     }
 
