@@ -244,8 +244,39 @@ pub fn read_snapshot(bytes: &[u8], mut visit: impl FnMut(Node)) -> Result<Snapsh
         });
     }
     r.seal("the data tree")?;
+    // Two sealed sections may follow, each only when ZooKeeper is set to write it: the digest
+    // (`digest.enabled`) and the last processed zxid. Which ones are there is told by their
+    // seals: the one layout whose every checksum matches and that ends with the file.
+    let tail = r.at;
+    let mut first_error = None;
     let mut last_processed_zxid = None;
-    if !r.at_end() {
+    let mut read = false;
+    for (digest, zxid) in [(true, true), (false, true), (true, false), (false, false)] {
+        let mut attempt = Reader { bytes, at: tail };
+        match snapshot_tail(&mut attempt, digest, zxid) {
+            Ok(found) => {
+                last_processed_zxid = found;
+                read = true;
+                break;
+            }
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    if !read {
+        return Err(first_error.expect("a layout was tried"));
+    }
+    Ok(SnapshotSummary {
+        nodes,
+        sessions: sessions as u64,
+        last_processed_zxid,
+    })
+}
+
+/// Reads the sections after a snapshot's data tree, as `digest` and `zxid` say they are there.
+fn snapshot_tail(r: &mut Reader, digest: bool, zxid: bool) -> Result<Option<u64>, FormatError> {
+    if digest {
         // The digest: long zxid, int version, then a long (version 2+) or a hex string.
         r.long()?;
         let version = r.int()?;
@@ -256,18 +287,15 @@ pub fn read_snapshot(bytes: &[u8], mut visit: impl FnMut(Node)) -> Result<Snapsh
         }
         r.seal("the digest")?;
     }
-    if !r.at_end() {
+    let mut last_processed_zxid = None;
+    if zxid {
         last_processed_zxid = Some(r.long()? as u64);
         r.seal("the last processed zxid")?;
     }
     if !r.at_end() {
         return r.fail("bytes after the last seal");
     }
-    Ok(SnapshotSummary {
-        nodes,
-        sessions: sessions as u64,
-        last_processed_zxid,
-    })
+    Ok(last_processed_zxid)
 }
 
 /// One verified record of a transaction log.
