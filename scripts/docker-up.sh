@@ -7,7 +7,8 @@
 # Where the process lacks CAP_SYS_RESOURCE in its bounding set (as on our VMs),
 # `docker run --privileged` fails with "unable to apply caps". We then register
 # a small runc wrapper as Docker's default runtime that drops CAP_SYS_RESOURCE
-# from the OCI capability lists before calling the real runc.
+# from the OCI capability lists before calling the real runc (other containers pass
+# through it unchanged), merged into the machine's own daemon.json.
 set -euo pipefail
 
 log() { echo "docker-up: $*" >&2; }
@@ -28,14 +29,18 @@ fi
 capbnd=$(awk '/^CapBnd/ {print $2}' /proc/self/status)
 if (( (16#$capbnd >> 24 & 1) == 0 )); then
   log "CAP_SYS_RESOURCE not in bounding set: installing runc wrapper"
-  install -D -m 0755 "$(dirname "$0")/runc-wrapper.sh" /usr/local/libexec/zk-on-k8s/runc-wrapper
+  wrapper=/usr/local/libexec/zk-on-k8s/runc-wrapper
+  config=/etc/docker/daemon.json
+  # Merged into a daemon.json of the machine's own (its settings stay; one that names another
+  # default runtime is refused, saying why): scripts/docker-daemon-json.sh.
+  merged=$("$(dirname "$0")/docker-daemon-json.sh" "$config" "$wrapper")
+  install -D -m 0755 "$(dirname "$0")/runc-wrapper.sh" "$wrapper"
   mkdir -p /etc/docker
-  cat >/etc/docker/daemon.json <<'EOF'
-{
-  "runtimes": { "runc-nosysres": { "path": "/usr/local/libexec/zk-on-k8s/runc-wrapper" } },
-  "default-runtime": "runc-nosysres"
-}
-EOF
+  if [ -s "$config" ] && [ "$(jq -S -c . "$config")" != "$(jq -S -c . <<<"$merged")" ]; then
+    [ -e "$config.before-zk-on-k8s" ] || cp -p "$config" "$config.before-zk-on-k8s"
+    log "$config: runtime runc-nosysres added and made the default; its other settings kept (the original: $config.before-zk-on-k8s)"
+  fi
+  printf '%s\n' "$merged" >"$config"
 fi
 
 log "starting dockerd (log: /var/log/dockerd.log)"

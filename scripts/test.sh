@@ -82,6 +82,7 @@ await_phase() {
 
 docker_lane() {
   phase docker scripts/docker-up.sh
+  phase docker-config scripts/docker-daemon-json.test.sh
   phase debian-base scripts/debian-base.sh
 }
 
