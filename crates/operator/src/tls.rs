@@ -337,6 +337,25 @@ pub fn plan(inputs: TlsInputs<'_>) -> Result<TlsPlan, String> {
             }
         }
     };
+    // A user's authority signs with the key from the user's own Secret, read at each pass; it
+    // is never copied into the cluster's authority Secret (see the end).
+    let user = match &inputs.user_authority {
+        Some(Ok(user)) => Some(user.clone()),
+        _ => None,
+    };
+    let users = |issued: &Issued| {
+        user.as_ref()
+            .is_some_and(|u| fingerprint(&u.cert_pem) == fingerprint(&issued.cert_pem))
+    };
+    let with_users_key = |issued: &mut Issued| {
+        if issued.key_pem.is_empty() && users(issued) {
+            issued.key_pem = user.as_ref().map(|u| u.key_pem.clone()).unwrap_or_default();
+        }
+    };
+    with_users_key(&mut authority.signing);
+    if let Some(next) = authority.next.as_mut() {
+        with_users_key(next);
+    }
     let mut problem = None;
     match authority.rotation {
         Rotation::None => {
@@ -467,6 +486,12 @@ pub fn plan(inputs: TlsInputs<'_>) -> Result<TlsPlan, String> {
         .map(|k| pki::renew_at(k.issued_at, k.not_after))
         .min();
     let next_due = [member_due, authority_due, client_due].into_iter().flatten().min();
+    if users(&authority.signing) {
+        authority.signing.key_pem.clear();
+    }
+    if let Some(next) = authority.next.as_mut().filter(|n| users(n)) {
+        next.key_pem.clear();
+    }
     Ok(TlsPlan {
         authority,
         member,
@@ -728,6 +753,11 @@ mod tests {
         let member = read_kept(&secret(data, annotations)).unwrap();
         assert_eq!(member.issuer, fingerprint(&first.cert_pem));
         let (data, annotations) = authority_secret(&planned.authority);
+        assert!(
+            !data.contains_key("ca.key") && !data.contains_key(NEXT_KEY),
+            "the user's key stays in the user's Secret: {:?}",
+            data.keys()
+        );
         let authority = read_authority(&secret(data, annotations));
         // The user puts a new authority in their Secret: trusted beside, then it signs.
         let second = pki::new_authority("mine-2", now, Duration::from_secs(86400)).unwrap();
@@ -739,6 +769,11 @@ mod tests {
             serve_current_certificate: false,
         };
         let (data, annotations) = authority_secret(&planned.authority);
+        assert!(
+            !data.contains_key("ca.key") && !data.contains_key(NEXT_KEY),
+            "{:?}",
+            data.keys()
+        );
         let planned = run(read_authority(&secret(data, annotations)), Some(member), &second, show);
         assert_eq!(planned.authority.rotation, Rotation::DroppingPrevious);
         let (data, annotations) = planned.member.unwrap();
