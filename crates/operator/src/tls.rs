@@ -181,6 +181,7 @@ pub struct MembersShow {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Kept {
     pub cert_pem: String,
+    pub key_pem: String,
     pub issued_at: u64,
     pub not_after: u64,
     pub issuer: String,
@@ -192,6 +193,7 @@ pub struct Kept {
 pub fn read_kept(secret: &Secret) -> Option<Kept> {
     Some(Kept {
         cert_pem: text(secret, CERT_FILE)?,
+        key_pem: text(secret, KEY_FILE).unwrap_or_default(),
         issued_at: number(secret, ISSUED_AT),
         not_after: number(secret, NOT_AFTER),
         issuer: annotation(secret, ISSUER).unwrap_or_default(),
@@ -317,6 +319,44 @@ pub fn plan(inputs: TlsInputs<'_>) -> Result<TlsPlan, String> {
             request: rotate_request.clone(),
         },
         (None, Some(Err(why))) => return Err(format!("spec.tls.caSecretName: the Secret {why}")),
+        // The authority's Secret is gone but the members run certificates from it: a new
+        // authority is trusted beside the one they use, and signs only once every member
+        // accepts it, as in a rotation. Reissuing at once, trusting only the new one, would
+        // split the members while each reloads its files at its own time.
+        (None, None)
+            if inputs
+                .member
+                .as_ref()
+                .is_some_and(|m| split_bundle(&m.bundle).iter().any(|c| fingerprint(c) == m.issuer)) =>
+        {
+            let member = inputs.member.as_ref().expect("checked above");
+            let trusted = split_bundle(&member.bundle);
+            let in_use = trusted
+                .iter()
+                .find(|c| fingerprint(c) == member.issuer)
+                .cloned()
+                .unwrap_or_default();
+            let next = pki::new_authority(cluster, inputs.now, ca_lifetime)?;
+            events.push((
+                "CertificateAuthorityReplaced",
+                format!(
+                    "the Secret {cluster}-ca is gone: a new certificate authority is trusted beside the one the members use, and signs once every member accepts it"
+                ),
+            ));
+            Authority {
+                trusted: trusted.into_iter().chain([next.cert_pem.clone()]).collect(),
+                signing: Issued {
+                    cert_pem: in_use,
+                    key_pem: String::new(),
+                    not_after: 0,
+                },
+                next: Some(next),
+                issued_at: now,
+                rotation: Rotation::TrustingNext,
+                rotation_since: now,
+                request: rotate_request.clone(),
+            }
+        }
         (None, None) => {
             let ca = pki::new_authority(cluster, inputs.now, ca_lifetime)?;
             events.push((
@@ -430,6 +470,20 @@ pub fn plan(inputs: TlsInputs<'_>) -> Result<TlsPlan, String> {
     let signer = fingerprint(&authority.signing.cert_pem);
     let bundle = authority.trusted.concat();
     let can_sign = !authority.signing.key_pem.is_empty();
+    // Without the signing key (an authority replaced after its Secret was lost), a kept
+    // certificate still gets the new trust bundle: the same certificate and key, re-bundled.
+    let rebundled = |kept: Option<&Kept>| -> Option<SecretContent> {
+        let kept = kept.filter(|k| !can_sign && k.bundle != bundle && !k.key_pem.is_empty())?;
+        let issued = Issued {
+            cert_pem: kept.cert_pem.clone(),
+            key_pem: kept.key_pem.clone(),
+            not_after: kept.not_after,
+        };
+        Some((
+            secret_data(&issued, &bundle),
+            kept_annotations(&issued, kept.issued_at, &kept.issuer, &kept.request),
+        ))
+    };
     let member = if can_sign && stale(inputs.member.as_ref(), &signer, &bundle, &renew_request, now) {
         let issued = pki::issue(
             &authority.signing,
@@ -453,11 +507,13 @@ pub fn plan(inputs: TlsInputs<'_>) -> Result<TlsPlan, String> {
             kept_annotations(&issued, now, &signer, &renew_request),
         ))
     } else {
-        None
+        rebundled(inputs.member.as_ref())
     };
     let mut clients = BTreeMap::new();
     for name in &spec.clients {
-        if can_sign && stale(inputs.clients.get(name), &signer, &bundle, &renew_request, now) {
+        if let Some(content) = rebundled(inputs.clients.get(name)) {
+            clients.insert(name.clone(), content);
+        } else if can_sign && stale(inputs.clients.get(name), &signer, &bundle, &renew_request, now) {
             let issued = pki::issue(
                 &authority.signing,
                 &Leaf::Client { name: name.clone() },
@@ -476,6 +532,7 @@ pub fn plan(inputs: TlsInputs<'_>) -> Result<TlsPlan, String> {
     // When to look again: the next certificate or authority due for renewal.
     let member_due = member
         .as_ref()
+        .filter(|_| can_sign)
         .map(|_| now + cert_lifetime.as_secs() * 2 / 3)
         .or_else(|| inputs.member.as_ref().map(|k| pki::renew_at(k.issued_at, k.not_after)));
     let authority_due =
@@ -780,6 +837,44 @@ mod tests {
         assert_eq!(
             read_kept(&secret(data, annotations)).unwrap().issuer,
             fingerprint(&second.cert_pem)
+        );
+    }
+
+    /// The authority's Secret deleted under a running ensemble: the new authority is trusted
+    /// beside the old one first, and member certificates are reissued only once every member
+    /// accepts it.
+    #[test]
+    fn a_deleted_authority_is_replaced_as_in_a_rotation() {
+        let (zk, names) = cluster(json!({"tls": {"clients": ["app"]}}));
+        let mut world = World {
+            authority: None,
+            member: None,
+            clients: BTreeMap::new(),
+        };
+        let all = MembersShow {
+            trust_next: true,
+            serve_current_certificate: true,
+        };
+        world.step(&zk, &names, 1_800_000_000, all);
+        let first_member = world.member.clone().unwrap();
+        world.authority = None;
+        let none = MembersShow::default();
+        let events = world.step(&zk, &names, 1_800_000_010, none);
+        assert_eq!(events, vec!["CertificateAuthorityReplaced"]);
+        let authority = world.authority.clone().unwrap();
+        assert_eq!(authority.rotation, Rotation::TrustingNext);
+        assert_eq!(authority.trusted.len(), 2, "the old and the new one");
+        let member = world.member.clone().unwrap();
+        assert_eq!(
+            member.issuer, first_member.issuer,
+            "not reissued before members accept the new one"
+        );
+        assert_eq!(split_bundle(&member.bundle).len(), 2, "members trust both");
+        world.step(&zk, &names, 1_800_000_020, all);
+        let member = world.member.clone().unwrap();
+        assert_ne!(
+            member.issuer, first_member.issuer,
+            "the new authority signs once accepted"
         );
     }
 
