@@ -12,8 +12,13 @@
 //! - from a spec change (a new tickTime) to the operator's first action on it (the StatefulSet's
 //!   template changed), p50 and p99 over every cluster.
 //!
-//! Rerun: make bench-scale   (cargo bench --profile dev --workspace --bench scale -- [real sizes] [unscheduled sizes],
-//! e.g. `-- 1,10,30 100,300`)
+//! Then 3-member clusters whose roll stopped at a member that cannot start (a version with no
+//! image): a member down for the whole window, beside the same clusters at rest in the first
+//! rows. A status that changed with time alone (a wait's "for 40s") was rewritten on every pass,
+//! each write starting the next pass: it shows as status writes and reconciles per minute.
+//!
+//! Rerun: make bench-scale   (cargo bench --profile dev --workspace --bench scale -- [real sizes]
+//! [unscheduled sizes] [member-down sizes], e.g. `-- 1,10,30 100,300 1`; `-` for none)
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -48,15 +53,19 @@ struct Row {
 }
 
 fn sizes(arg: Option<&String>, default: &[usize]) -> Vec<usize> {
-    arg.map(|a| a.split(',').filter_map(|n| n.parse().ok()).collect())
+    arg.map(|a| a.split(',').filter_map(|n| n.parse().ok()).filter(|n| *n > 0).collect())
         .unwrap_or_else(|| default.to_vec())
 }
 
 #[tokio::main]
 async fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a == "-" || !a.starts_with('-'))
+        .collect();
     let real = sizes(args.first(), &[1, 10, 30]);
     let unscheduled = sizes(args.get(1), &[100, 300]);
+    let down = sizes(args.get(2), &[1]);
     let client = client().await;
     let ns = TestNamespace::new(&client, NAMESPACE).await;
     let mut rows = Vec::new();
@@ -89,6 +98,53 @@ async fn main() {
     }
     delete_all(&ns, "u-").await;
 
+    let mut created = 0;
+    for &n in &down {
+        create_members(&ns, "d", created, n, 3).await;
+        created = n;
+        wait_for(
+            Duration::from_secs(900),
+            &format!("{n} 3-member clusters to be Available"),
+            || async { available(&ns, "d-").await >= n },
+        )
+        .await;
+        for i in 0..n {
+            ns.patch_spec(&format!("d-{i}"), json!({"version": "3.9.99"}))
+                .await
+                .unwrap();
+        }
+        wait_for(
+            Duration::from_secs(300),
+            "a member of each to be down on the missing image",
+            || async {
+                list(&ns, "d-")
+                    .await
+                    .iter()
+                    .filter(|zk| {
+                        zk.status.as_ref().is_some_and(|s| {
+                            s.members
+                                .iter()
+                                .any(|m| !m.ready && m.reason.as_deref().is_some_and(|r| r.contains("3.9.99")))
+                        })
+                    })
+                    .count()
+                    >= n
+            },
+        )
+        .await;
+        rows.push(
+            measure(
+                &ns,
+                &client,
+                "3 members, one down (no image: the roll stopped)",
+                n,
+                "d-",
+            )
+            .await,
+        );
+    }
+    delete_all(&ns, "d-").await;
+
     println!();
     println!(
         "Operator cost on the local kind cluster (4 nodes, 2 cores), ZooKeeper {}, TLS on; at rest over {} s after the clusters settled",
@@ -114,13 +170,17 @@ async fn main() {
         );
     }
     println!(
-        "command: make bench-scale   (cargo bench --profile dev --workspace --bench scale -- {} {})",
+        "command: make bench-scale   (cargo bench --profile dev --workspace --bench scale -- {} {} {})",
         join(&real),
-        join(&unscheduled)
+        join(&unscheduled),
+        join(&down)
     );
 }
 
 fn join(sizes: &[usize]) -> String {
+    if sizes.is_empty() {
+        return "-".into();
+    }
     sizes.iter().map(usize::to_string).collect::<Vec<_>>().join(",")
 }
 
@@ -143,6 +203,21 @@ async fn create(ns: &TestNamespace, prefix: &str, from: usize, to: usize, runs: 
         let zk: ZooKeeperCluster = serde_json::from_value(json!({
             "apiVersion": "zookeeper.zkop.io/v1alpha1", "kind": "ZooKeeperCluster",
             "metadata": {"name": format!("{prefix}-{i}")}, "spec": spec(runs),
+        }))
+        .unwrap();
+        clusters.create(&PostParams::default(), &zk).await.unwrap();
+    }
+}
+
+/// Running clusters of `members` members each.
+async fn create_members(ns: &TestNamespace, prefix: &str, from: usize, to: usize, members: i32) {
+    let clusters = ns.clusters();
+    for i in from..to {
+        let mut spec = spec(true);
+        spec["replicas"] = json!(members);
+        let zk: ZooKeeperCluster = serde_json::from_value(json!({
+            "apiVersion": "zookeeper.zkop.io/v1alpha1", "kind": "ZooKeeperCluster",
+            "metadata": {"name": format!("{prefix}-{i}")}, "spec": spec,
         }))
         .unwrap();
         clusters.create(&PostParams::default(), &zk).await.unwrap();

@@ -148,6 +148,68 @@ async fn a_backup_restores_into_a_new_ensemble_up_to_its_zxid() {
     assert!(!out.status.success());
     assert!(report(&out).message.contains("corrupt"), "{:?}", report(&out));
 
+    // Corrupt inside the snapshot, with the manifest's sizes and SHA-256 sums made to match:
+    // only the snapshot's own checksums (ZooKeeper's seals) can tell.
+    let inside_name = "backup-old-20261201T140000Z";
+    std::fs::create_dir_all(corrupt.join(inside_name)).unwrap();
+    for entry in std::fs::read_dir(store.join(name)).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), corrupt.join(inside_name).join(entry.file_name())).unwrap();
+    }
+    let manifest_path = corrupt.join(inside_name).join("manifest.json");
+    let mut forged: zk_agent::backup::Manifest =
+        serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
+    forged.name = inside_name.into();
+    let entry = forged
+        .files
+        .iter_mut()
+        .find(|f| f.name.starts_with("snapshot."))
+        .unwrap();
+    let object = corrupt.join(inside_name).join(&entry.object);
+    let mut snapshot = Vec::new();
+    std::io::Read::read_to_end(
+        &mut flate2::read::GzDecoder::new(std::fs::File::open(&object).unwrap()),
+        &mut snapshot,
+    )
+    .unwrap();
+    let middle = snapshot.len() / 2;
+    snapshot[middle] ^= 0x01;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut encoder, &snapshot).unwrap();
+    let compressed = encoder.finish().unwrap();
+    let sha256 = |bytes: &[u8]| {
+        use sha2::Digest;
+        sha2::Sha256::digest(bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    entry.size = snapshot.len() as u64;
+    entry.sha256 = sha256(&snapshot);
+    entry.compressed_size = compressed.len() as u64;
+    entry.compressed_sha256 = sha256(&compressed);
+    std::fs::write(&object, &compressed).unwrap();
+    std::fs::write(&manifest_path, serde_json::to_vec(&forged).unwrap()).unwrap();
+    let out = run(
+        &new,
+        0,
+        &[
+            "restore",
+            "--target",
+            corrupt.to_str().unwrap(),
+            "--name",
+            inside_name,
+            "--verify-only",
+        ],
+        "new",
+    );
+    assert!(!out.status.success());
+    assert!(
+        report(&out).message.contains("checksum mismatch"),
+        "the snapshot's own seal caught it: {:?}",
+        report(&out)
+    );
+
     // Up to a zxid within the backup's logs, and not outside them.
     let snapshot_zxid = zk_agent::backup::parse_zxid(&manifest.snapshot_zxid).unwrap();
     let middle = format!("0x{:x}", (snapshot_zxid + committed).div_ceil(2));
