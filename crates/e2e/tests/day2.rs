@@ -383,6 +383,13 @@ async fn operator_restart_during_scale_up_resumes() {
         )
         .await
         .unwrap();
+    // The operators were killed in the middle of the scale-up, not after it: otherwise there is
+    // nothing to resume and the test proves nothing.
+    let when_killed = clusters.get("zk").await.unwrap().status.unwrap_or_default();
+    assert!(
+        when_killed.ready_replicas < 5 || when_killed.operation.as_deref() == Some("ScaleUp"),
+        "the scale-up had finished before the operators were killed: {when_killed:?}"
+    );
     let five = ns.wait_settled("zk", 5).await;
     assert_eq!(
         five.status
