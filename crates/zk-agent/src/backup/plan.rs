@@ -117,12 +117,18 @@ pub struct Stored {
     pub complete: bool,
 }
 
+/// How far in the future a backup's name may be dated (clocks differ) before retention leaves
+/// it out: neither counted nor deleted.
+pub const FUTURE_SKEW_SECONDS: i64 = 600;
+
 /// What retention keeps: at most `keep_count` complete backups (if set), none older than
 /// `max_age_seconds` (if set), and always the newest complete one. Incomplete ones (a failed
-/// upload) go once they are an hour old, or once a newer complete backup exists. Returns the
-/// names to delete.
+/// upload) go once they are an hour old, or once a newer complete backup exists. A backup
+/// dated further in the future than `FUTURE_SKEW_SECONDS` is left out: counted as the newest,
+/// it made every new backup the one retention deleted. Returns the names to delete.
 pub fn expired(stored: &[Stored], now: i64, keep_count: Option<u32>, max_age_seconds: Option<i64>) -> Vec<String> {
-    let mut complete: Vec<&Stored> = stored.iter().filter(|s| s.complete).collect();
+    let stored: Vec<&Stored> = stored.iter().filter(|s| s.time <= now + FUTURE_SKEW_SECONDS).collect();
+    let mut complete: Vec<&Stored> = stored.iter().copied().filter(|s| s.complete).collect();
     complete.sort_by(|a, b| b.time.cmp(&a.time).then(b.name.cmp(&a.name)));
     let newest_complete = complete.first().map(|s| s.time);
     let mut delete = Vec::new();
@@ -233,6 +239,20 @@ mod tests {
         assert_eq!(expired(&all, 350, Some(5), Some(200)), ["a"]);
     }
 
+    /// A backup named with a time far ahead (forged, or a clock gone wrong) is left out: the
+    /// backup just made is kept, and the forged one is neither counted nor deleted.
+    #[test]
+    fn a_backup_dated_in_the_future_does_not_make_new_ones_delete_themselves() {
+        let all = [stored("future", 4_000_000_000, true), stored("new", 10_000, true)];
+        assert_eq!(expired(&all, 10_000, Some(1), None), Vec::<String>::new());
+        let soon = [stored("soon", 10_300, true), stored("new", 10_000, true)];
+        assert_eq!(
+            expired(&soon, 10_000, Some(1), None),
+            ["new"],
+            "within the skew, it counts"
+        );
+    }
+
     proptest! {
         #[test]
         fn retention_never_deletes_the_newest_complete_backup(
@@ -243,12 +263,18 @@ mod tests {
         ) {
             let all: Vec<Stored> = backups.iter().enumerate().map(|(i, (t, c))| stored(&format!("b{i}"), *t, *c)).collect();
             let deleted = expired(&all, now, keep, age);
-            let newest = all.iter().filter(|s| s.complete).max_by(|a, b| a.time.cmp(&b.time).then(a.name.cmp(&b.name)));
+            let newest = all
+                .iter()
+                .filter(|s| s.complete && s.time <= now + FUTURE_SKEW_SECONDS)
+                .max_by(|a, b| a.time.cmp(&b.time).then(a.name.cmp(&b.name)));
             if let Some(newest) = newest {
                 prop_assert!(!deleted.contains(&newest.name));
             }
             if let Some(keep) = keep {
-                let kept = all.iter().filter(|s| s.complete && !deleted.contains(&s.name)).count();
+                let kept = all
+                    .iter()
+                    .filter(|s| s.complete && s.time <= now + FUTURE_SKEW_SECONDS && !deleted.contains(&s.name))
+                    .count();
                 prop_assert!(kept <= keep.max(1) as usize);
             }
         }
