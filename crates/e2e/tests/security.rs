@@ -123,9 +123,29 @@ async fn only_what_the_spec_allows_is_reachable() {
     assert!(!opens(&other, &outside, &leader_ip, 2182), "a scraper is not a client");
 }
 
+/// A plaintext session inside a member that adds a made-up digest and reads /foo (ZooKeeper's
+/// digest provider takes any user and password). Both commands in one session, from stdin.
+fn made_up_digest_session(ns: &TestNamespace) -> String {
+    let (_, out) = ns.kubectl(&[
+        "exec",
+        "zk-1",
+        "--",
+        "sh",
+        "-c",
+        "printf 'addauth digest anyone:anything\\nget /foo\\nquit\\n' | ZK_TLS_DIR=/nonexistent /opt/zookeeper/bin/zkCli.sh -server 127.0.0.1:2181",
+    ]);
+    out
+}
+
+fn reads_bar(out: &str) -> bool {
+    out.lines()
+        .any(|l| l.trim() == "bar" || (l.trim_end().ends_with("] bar")))
+}
+
 /// Over TLS: a client without a certificate is refused at the handshake; one with the
 /// credentials the operator issued connects as `x509:CN=<name>`; with enforceAuthentication an
-/// anonymous session (plaintext, inside the pod) is refused. The seed's zkCli works throughout.
+/// anonymous session (plaintext, inside the pod) is refused, also one that added a made-up
+/// digest. The seed's zkCli works throughout.
 #[tokio::test]
 async fn only_authenticated_clients_get_a_session() {
     let client = client().await;
@@ -168,6 +188,9 @@ async fn only_authenticated_clients_get_a_session() {
 
     let out = ns.zkcli("zk-0", &["create", "/foo", "bar"]);
     assert!(out.contains("Created /foo"), "the seed's zkCli works over TLS: {out}");
+    // The control: before enforcement the same session reads /foo.
+    let digest = made_up_digest_session(&ns);
+    assert!(reads_bar(&digest), "without enforcement it reads /foo:\n{digest}");
 
     ns.patch_spec("zk", json!({"tls": {"enforceAuthentication": true}}))
         .await
@@ -188,6 +211,11 @@ async fn only_authenticated_clients_get_a_session() {
     assert!(
         !anonymous.lines().any(|l| l == "bar"),
         "an anonymous session must be refused:\n{anonymous}"
+    );
+    let digest = made_up_digest_session(&ns);
+    assert!(
+        !reads_bar(&digest),
+        "a session with a made-up digest must be refused too:\n{digest}"
     );
     let out = ns.zkcli("zk-1", &["get", "/foo"]);
     assert!(out.lines().any(|l| l == "bar"), "an authenticated one works: {out}");

@@ -192,7 +192,11 @@ impl TlsConfig {
         ];
         if self.enforce_authentication {
             lines.push(("enforce.auth.enabled", "true".into()));
-            lines.push(("enforce.auth.schemes", "x509,digest".into()));
+            // x509 only: ZooKeeper's digest provider accepts any `addauth digest user:password`,
+            // so counting it would let every client pass (the digest ACLs it grants still need
+            // the right password; the super user's digest is for plaintext ensembles, where
+            // this setting is never written).
+            lines.push(("enforce.auth.schemes", "x509".into()));
         }
         lines
     }
@@ -321,6 +325,10 @@ mod tests {
         }
         cfg.tls.enforce_authentication = true;
         assert!(cfg.render().contains("enforce.auth.enabled=true\n"));
+        assert!(
+            cfg.render().contains("enforce.auth.schemes=x509\n"),
+            "digest passes for anyone"
+        );
         cfg.tls.peers_by_reverse_dns = true;
         assert!(cfg.render().contains("ssl.quorum.allowReverseDnsLookup=true\n"));
     }
