@@ -77,6 +77,13 @@ pub fn read_reply<R: Read>(
                 reply.extend_from_slice(&buffer[..n]);
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            // A socket's read timeout ends a read with WouldBlock on Unix, TimedOut elsewhere.
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no reply in time ({} bytes so far): {e}", reply.len()),
+                ));
+            }
             // ZooKeeper closes a TLS connection without close_notify after answering.
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !reply.is_empty() => return Ok(reply),
             Err(e) => return Err(e),
