@@ -388,6 +388,13 @@ async fn backups_restore_into_a_new_cluster_and_failures_say_why() {
     request_backup(&ns, "zk", "while-the-store-is-down").await;
     let failure_event = ns.wait_for_event("zk", "BackupFailed", &mark, BACKUP).await;
     eprintln!("with the store down: {failure_event}");
+    // The event is published in the reconcile that then writes the status: wait for the write
+    // (read at once, the condition was still the last success's; seen in make test).
+    wait_for(Duration::from_secs(30), "the failure in the status", || async {
+        let zk = ns.clusters().get("zk").await.unwrap();
+        condition(&zk, "BackupSucceeded").is_some_and(|c| c.reason == "BackupFailed")
+    })
+    .await;
     let zk = ns.clusters().get("zk").await.unwrap();
     let failed = condition(&zk, "BackupSucceeded").unwrap();
     assert_eq!(
