@@ -162,7 +162,10 @@ impl Ensemble {
             command.env("JAVA_HOME", java_home);
         }
         if let Some(overrides) = &self.overrides {
-            let file = self.root.join("overrides");
+            // One file per member: rewriting a shared one for the next member truncated it while
+            // the member before was reading it, which then ran without the overrides (seen in
+            // make test: a member with no snapCount, so no snapshot to back up).
+            let file = self.root.join(format!("overrides-{i}"));
             fs::write(&file, overrides).unwrap();
             command.env("ZK_CONFIG_OVERRIDES_FILE", file);
         }
