@@ -162,15 +162,13 @@ async fn backups_restore_into_a_new_cluster_and_failures_say_why() {
         .await
         .unwrap();
     let load = Workload::start(&zk_endpoint).await;
-    load.wait_for_progress(Duration::from_secs(60)).await;
 
     let scheduled = next_backup(&ns, "zk", None).await;
     eprintln!("scheduled backup: {scheduled:?}");
     request_backup(&ns, "zk", "on-demand-1").await;
     let on_demand = next_backup(&ns, "zk", Some(&scheduled.name)).await;
     eprintln!("on-demand backup: {on_demand:?}");
-    // Writes go on after the backup's zxid: none of them may come back.
-    load.wait_for_progress(Duration::from_secs(60)).await;
+    // Writes go on after the backup's zxid (finish waits for them): none of them may come back.
     let (report, missing) = load.finish().await;
     assert!(
         missing.is_empty(),

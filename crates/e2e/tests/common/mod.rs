@@ -130,25 +130,50 @@ impl TestNamespace {
     }
 
     /// Waits until the cluster has `replicas` members, all serving, every pod on the current
-    /// template, and no operation in progress.
+    /// template, and no operation in progress. The pods are read too: right after a pod is
+    /// replaced, the status still says what the operator saw before (all serving), so the status
+    /// alone would pass at once (seen under load: a test read the old leader from it).
     pub async fn wait_settled(&self, name: &str, replicas: i32) -> ZooKeeperCluster {
         let clusters = self.clusters();
         wait_for(
             SETTLE,
             &format!("{name} to settle at {replicas} serving members"),
             || async {
-                clusters.get(name).await.ok().is_some_and(|zk| {
+                let status_settled = clusters.get(name).await.ok().is_some_and(|zk| {
                     let status = zk.status.clone().unwrap_or_default();
                     fully_available(&zk)
                         && status.members.len() == replicas as usize
                         && status.members.iter().all(|m| m.ready)
                         && status.operation.is_none()
                         && condition(&zk, "Progressing").is_some_and(|c| c.status == "False")
-                })
+                });
+                status_settled && self.ready_pods(name).await == replicas as usize
             },
         )
         .await;
         clusters.get(name).await.unwrap()
+    }
+
+    /// How many of a cluster's pods the kubelet reports Ready and none is being deleted (0 if any is).
+    pub async fn ready_pods(&self, cluster: &str) -> usize {
+        let pods: Api<k8s_openapi::api::core::v1::Pod> = self.api();
+        let selector = format!("app.kubernetes.io/instance={cluster},app.kubernetes.io/component=server");
+        let Ok(listed) = pods.list(&kube::api::ListParams::default().labels(&selector)).await else {
+            return 0;
+        };
+        if listed.items.iter().any(|p| p.metadata.deletion_timestamp.is_some()) {
+            return 0;
+        }
+        listed
+            .items
+            .iter()
+            .filter(|p| {
+                p.status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+            })
+            .count()
     }
 
     /// Pod name to UID of a cluster's members.

@@ -81,6 +81,12 @@ impl Report {
 
 const ROOT: &str = "/workload";
 const PAUSE: Duration = Duration::from_millis(20);
+/// New writes that count as progress: `start` returns after this many (the workload wrote before
+/// the fault), `finish` waits for this many more (it writes again after the recovery). Counted,
+/// not timed: a loaded machine writes fewer per second, and the proof stays the same.
+pub const PROGRESS: u64 = 20;
+/// How long a serving ensemble may take to acknowledge `PROGRESS` writes, on a loaded machine.
+const PROGRESS_TIMEOUT: Duration = Duration::from_secs(120);
 
 pub async fn connect(endpoint: &Endpoint) -> Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -186,26 +192,35 @@ impl Workload {
             report.largest_gap = report.largest_gap.max(report.tail);
             report
         });
-        Workload {
+        let workload = Workload {
             stop,
             acked,
             handle,
             endpoint: endpoint.clone(),
-        }
+        };
+        workload.wait_for_progress(PROGRESS_TIMEOUT).await;
+        workload
     }
 
-    /// Waits until the workload acknowledges new writes (it has reconnected after a fault).
+    /// Waits until the workload acknowledges `PROGRESS` new writes (it has reconnected after a fault).
     pub async fn wait_for_progress(&self, timeout: Duration) {
         let before = self.acked.load(Ordering::Relaxed);
         let start = Instant::now();
-        while self.acked.load(Ordering::Relaxed) < before + 20 {
-            assert!(start.elapsed() < timeout, "the workload wrote nothing for {timeout:?}");
+        while self.acked.load(Ordering::Relaxed) < before + PROGRESS {
+            assert!(
+                start.elapsed() < timeout,
+                "the workload acknowledged {} of {PROGRESS} writes in {timeout:?}",
+                self.acked.load(Ordering::Relaxed) - before
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
-    /// Stops writing and returns the report with the acknowledged writes that cannot be read back.
+    /// Waits for `PROGRESS` more writes (the ensemble serves writes after whatever the test did),
+    /// stops writing, and returns the report with the acknowledged writes that cannot be read back.
+    /// Every report has at least `2 * PROGRESS` writes, some before and some after the fault.
     pub async fn finish(self) -> (Report, Vec<u64>) {
+        self.wait_for_progress(PROGRESS_TIMEOUT).await;
         self.stop.store(true, Ordering::Relaxed);
         let report = self.handle.await.expect("workload task");
         let missing = missing_writes(&self.endpoint, &report).await;
