@@ -813,8 +813,26 @@ pub fn schedule_interval(expression: &str, now: i64) -> Option<i64> {
     Some((second - first).num_seconds())
 }
 
-/// The cluster's backup and restore-check jobs, with the reports of the finished ones.
-pub async fn observe_jobs(client: &kube::Client, names: &Names) -> Result<Vec<JobView>, crate::error::Error> {
+/// Whether `controller` (a UID) is the controller owner of the object: the API server keeps the
+/// Job controller's and ours truthful, while labels are anyone's to copy (a foreign chart's Job,
+/// or a tenant forging a backup result).
+pub fn controlled_by(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta, controller: &str) -> bool {
+    !controller.is_empty()
+        && meta
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|o| o.controller == Some(true) && o.uid == controller)
+}
+
+/// The cluster's backup and restore-check jobs, with the reports of the finished ones. Only Jobs
+/// the cluster controls count, and only their own pods' reports: a Job or pod that merely carries
+/// the labels is neither read nor deleted.
+pub async fn observe_jobs(
+    client: &kube::Client,
+    names: &Names,
+    cluster_uid: &str,
+) -> Result<Vec<JobView>, crate::error::Error> {
     use crate::error::{At, Stage};
     use k8s_openapi::api::core::v1::Pod;
     use kube::api::{Api, ListParams};
@@ -830,7 +848,8 @@ pub async fn observe_jobs(client: &kube::Client, names: &Names) -> Result<Vec<Jo
         .at(Stage::Observe, format!("Jobs {}/{selector}", names.namespace))?
         .items;
     let mut views = Vec::new();
-    for job in &listed {
+    for job in listed.iter().filter(|j| controlled_by(&j.metadata, cluster_uid)) {
+        let job_uid = job.metadata.uid.clone().unwrap_or_default();
         let finished = job
             .status
             .as_ref()
@@ -847,7 +866,7 @@ pub async fn observe_jobs(client: &kube::Client, names: &Names) -> Result<Vec<Jo
                 .await
                 .at(Stage::Observe, format!("Pods of Job {}/{job_name}", names.namespace))?
                 .items;
-            for pod in job_pods {
+            for pod in job_pods.into_iter().filter(|p| controlled_by(&p.metadata, &job_uid)) {
                 let message = pod
                     .status
                     .as_ref()
@@ -890,7 +909,27 @@ pub async fn create_job(client: &kube::Client, job: &Job) -> Result<(), crate::e
     let jobs: Api<Job> = Api::namespaced(client.clone(), job.metadata.namespace.as_deref().unwrap_or("default"));
     match jobs.create(&PostParams::default(), job).await {
         Ok(_) => Ok(()),
-        Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
+        // Ours already (a retried start); someone else's is never taken for ours.
+        Err(kube::Error::Api(status)) if status.code == 409 => {
+            let owner = job
+                .metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .find(|o| o.controller == Some(true))
+                .map(|o| o.uid.clone())
+                .unwrap_or_default();
+            let existing = jobs
+                .get_opt(job.metadata.name.as_deref().unwrap_or_default())
+                .await
+                .at(Stage::Backup, object_name(job))?;
+            match existing {
+                Some(existing) if !controlled_by(&existing.metadata, &owner) => Err(crate::error::Error::NameClash {
+                    object: object_name(job),
+                }),
+                _ => Ok(()),
+            }
+        }
         Err(e) => Err(e).at(Stage::Backup, object_name(job)),
     }
 }
@@ -915,6 +954,24 @@ pub async fn delete_job(client: &kube::Client, names: &Names, job: &str) -> Resu
 mod tests {
     use super::*;
     use crate::planner::MemberState;
+
+    #[test]
+    fn only_the_controller_owner_counts_not_labels_or_other_owners() {
+        let meta = |owners: serde_json::Value| -> k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+            serde_json::from_value(
+                json!({"name": "zk-backup-1", "labels": {KIND_LABEL: BACKUP_KIND}, "ownerReferences": owners}),
+            )
+            .unwrap()
+        };
+        let owner = |uid: &str, controller: bool| json!({"apiVersion": "zookeeper.zkop.io/v1alpha1", "kind": "ZooKeeperCluster", "name": "zk", "uid": uid, "controller": controller});
+        assert!(controlled_by(&meta(json!([owner("uid-zk", true)])), "uid-zk"));
+        // A Job with our labels and no owner, another cluster's, or ours only as a non-controller.
+        assert!(!controlled_by(&meta(json!([])), "uid-zk"));
+        assert!(!controlled_by(&meta(json!([owner("uid-other", true)])), "uid-zk"));
+        assert!(!controlled_by(&meta(json!([owner("uid-zk", false)])), "uid-zk"));
+        // A cluster read without a UID controls nothing.
+        assert!(!controlled_by(&meta(json!([owner("", true)])), ""));
+    }
 
     fn member(ordinal: u32, role: Option<ServingRole>, zxid: u64) -> MemberObservation {
         MemberObservation {

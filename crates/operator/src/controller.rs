@@ -383,7 +383,7 @@ async fn reconcile_cluster(zk: &ZooKeeperCluster, ctx: &Context) -> Result<Actio
             .as_ref()
             .is_some_and(|s| s.backup.as_ref().is_some_and(|b| b.running.is_some()));
     let jobs = if backups_in_play {
-        backups::observe_jobs(&ctx.client, &names).await?
+        backups::observe_jobs(&ctx.client, &names, &zk.uid().unwrap_or_default()).await?
     } else {
         Vec::new()
     };
