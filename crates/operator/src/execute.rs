@@ -11,7 +11,7 @@ use crate::observe::{roles_now, serving_targets, Observation};
 use crate::planner::Step;
 use crate::resources::Names;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
-use kube::api::{Api, DeleteParams, EvictParams, Preconditions};
+use kube::api::{Api, DeleteParams, EvictParams, ListParams, Preconditions};
 use std::time::{Duration, Instant};
 use vocabulary::{ordinal_for_myid, ports, ServingRole};
 
@@ -30,7 +30,21 @@ pub async fn execute(
 ) -> Result<Outcome, Error> {
     Ok(match step {
         Step::Restart { ordinal, reason } => restart(ctx, names, observation, *ordinal, reason).await?,
-        Step::AddVoter { id } | Step::UpdateMember { id } => {
+        Step::AddVoter { id } => match joiner_gone(ctx, names, observation, *id).await? {
+            Some(why) => Some((
+                EventType::Normal,
+                "ReconfigurationPending",
+                format!("server.{id} not made a voter: {why}; planning again"),
+            )),
+            None => {
+                let change = Change::Join {
+                    id: *id,
+                    line: ensemble::member_line(names, &ctx.settings, *id, local_plaintext),
+                };
+                reconfigure(observation, &change, None).await
+            }
+        },
+        Step::UpdateMember { id } => {
             let change = Change::Join {
                 id: *id,
                 line: ensemble::member_line(names, &ctx.settings, *id, local_plaintext),
@@ -105,6 +119,41 @@ async fn restart(
         Err(kube::Error::Api(status)) if status.code == 409 || status.code == 404 => None,
         Err(error) => return Err(error).at(Stage::Execute, named::<Pod>(&names.namespace, &pod)),
     })
+}
+
+/// Why the member `id` may not become a voter now, though the plan said so: its pod is no longer
+/// the one observed serving, is being deleted, or does not serve now. The plan came from
+/// Kubernetes' caches, which can be a moment late (a scale-down, a deleted pod); ZooKeeper would
+/// accept a voter that is going away, and the ensemble would then need one more member to keep
+/// its quorum. Found by the simulation's late views (tests/simulation.rs).
+async fn joiner_gone(
+    ctx: &Context,
+    names: &Names,
+    observation: &Observation,
+    id: u64,
+) -> Result<Option<String>, Error> {
+    let Some(member) = ordinal_for_myid(id).and_then(|o| observation.members.iter().find(|m| m.ordinal == o)) else {
+        return Ok(Some("it has no pod".into()));
+    };
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &names.namespace);
+    let listed = pods
+        .list(&ListParams::default().fields(&format!("metadata.name={}", member.pod)))
+        .await
+        .at(Stage::Execute, named::<Pod>(&names.namespace, &member.pod))?;
+    let Some(pod) = listed.items.first() else {
+        return Ok(Some(format!("{} is gone", member.pod)));
+    };
+    if pod.metadata.uid.as_deref() != Some(member.uid.as_str()) {
+        return Ok(Some(format!("{} was replaced since it was observed", member.pod)));
+    }
+    if pod.metadata.deletion_timestamp.is_some() {
+        return Ok(Some(format!("{} is being deleted", member.pod)));
+    }
+    let roles = roles_now(std::slice::from_ref(member), &observation.credentials).await;
+    if roles.iter().all(|(_, role)| role.is_none()) {
+        return Ok(Some(format!("{} does not serve now", member.pod)));
+    }
+    Ok(None)
 }
 
 async fn reconfigure(observation: &Observation, change: &Change, leaving: Option<u64>) -> Outcome {
