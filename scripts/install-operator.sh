@@ -20,5 +20,5 @@ kubectl label namespace zkop-system --overwrite pod-security.kubernetes.io/enfor
 # Helm installs crds/ only on first install; apply the generated CRD so upgrades get it too.
 kubectl apply --server-side --force-conflicts -f "$root/deploy/chart/crds/zookeeperclusters.yaml" >/dev/null
 helm upgrade --install zookeeper-operator "$root/deploy/chart" --namespace zkop-system \
-  --set image.tag="${operator_image##*:}" --wait --timeout 3m >/dev/null
+  --set image.tag="${operator_image##*:}" --set clusterWide=true --wait --timeout 3m >/dev/null
 echo "operator $operator_image installed in zkop-system"

@@ -12,7 +12,7 @@
 //!
 //! No test is tried again: a test that fails once fails the run.
 
-use e2e::{may_join, planned, Planned, Sharing};
+use e2e::{fits, may_join, planned, Planned, Sharing};
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
@@ -117,7 +117,13 @@ fn main() -> ExitCode {
     cases.sort_by_key(|c| (c.plan.sharing == Sharing::Alone, std::cmp::Reverse(c.plan.seconds)));
     if list_only {
         for c in &cases {
-            println!("{:<90} {:?}, ~{} s", c.id(), c.plan.sharing, c.plan.seconds);
+            println!(
+                "{:<90} {:?}, ~{} s, {} members",
+                c.id(),
+                c.plan.sharing,
+                c.plan.seconds,
+                c.plan.members
+            );
         }
         return ExitCode::SUCCESS;
     }
@@ -230,10 +236,13 @@ fn run(cases: &[Case], lanes: usize, crate_dir: &Path, logs: &Path) -> Vec<Optio
     loop {
         while running.len() < lanes {
             let sharing: Vec<Sharing> = running.iter().map(|i| cases[*i].plan.sharing).collect();
+            let members: Vec<u32> = running.iter().map(|i| cases[*i].plan.members).collect();
             let only_alone_left = pending.iter().all(|i| cases[*i].plan.sharing == Sharing::Alone);
             let Some(position) = pending.iter().position(|i| {
                 let s = cases[*i].plan.sharing;
-                (s != Sharing::Alone || only_alone_left) && may_join(s, &sharing)
+                (s != Sharing::Alone || only_alone_left)
+                    && may_join(s, &sharing)
+                    && fits(cases[*i].plan.members, &members)
             }) else {
                 break;
             };
