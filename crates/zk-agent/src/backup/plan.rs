@@ -125,8 +125,16 @@ pub const FUTURE_SKEW_SECONDS: i64 = 600;
 /// `max_age_seconds` (if set), and always the newest complete one. Incomplete ones (a failed
 /// upload) go once they are an hour old, or once a newer complete backup exists. A backup
 /// dated further in the future than `FUTURE_SKEW_SECONDS` is left out: counted as the newest,
-/// it made every new backup the one retention deleted. Returns the names to delete.
-pub fn expired(stored: &[Stored], now: i64, keep_count: Option<u32>, max_age_seconds: Option<i64>) -> Vec<String> {
+/// it made every new backup the one retention deleted. `own`, the backup this job has just
+/// written, is never deleted: a backup named a little ahead (within the skew) may count as the
+/// newest, and does not push the new one out. Returns the names to delete.
+pub fn expired(
+    stored: &[Stored],
+    now: i64,
+    keep_count: Option<u32>,
+    max_age_seconds: Option<i64>,
+    own: Option<&str>,
+) -> Vec<String> {
     let stored: Vec<&Stored> = stored.iter().filter(|s| s.time <= now + FUTURE_SKEW_SECONDS).collect();
     let mut complete: Vec<&Stored> = stored.iter().copied().filter(|s| s.complete).collect();
     complete.sort_by(|a, b| b.time.cmp(&a.time).then(b.name.cmp(&a.name)));
@@ -138,7 +146,7 @@ pub fn expired(stored: &[Stored], now: i64, keep_count: Option<u32>, max_age_sec
         }
         let too_many = keep_count.is_some_and(|keep| rank >= keep.max(1) as usize);
         let too_old = max_age_seconds.is_some_and(|age| now - backup.time > age);
-        if too_many || too_old {
+        if (too_many || too_old) && Some(backup.name.as_str()) != own {
             delete.push(backup.name.clone());
         }
     }
@@ -234,9 +242,9 @@ mod tests {
     #[test]
     fn retention_keeps_the_newest_complete_backup_whatever_its_age() {
         let all = [stored("a", 100, true), stored("b", 200, true), stored("c", 300, false)];
-        assert_eq!(expired(&all, 10_000, Some(1), Some(60)), ["a", "c"]);
-        assert_eq!(expired(&all, 350, Some(5), None), Vec::<String>::new());
-        assert_eq!(expired(&all, 350, Some(5), Some(200)), ["a"]);
+        assert_eq!(expired(&all, 10_000, Some(1), Some(60), None), ["a", "c"]);
+        assert_eq!(expired(&all, 350, Some(5), None, None), Vec::<String>::new());
+        assert_eq!(expired(&all, 350, Some(5), Some(200), None), ["a"]);
     }
 
     /// A backup named with a time far ahead (forged, or a clock gone wrong) is left out: the
@@ -244,13 +252,15 @@ mod tests {
     #[test]
     fn a_backup_dated_in_the_future_does_not_make_new_ones_delete_themselves() {
         let all = [stored("future", 4_000_000_000, true), stored("new", 10_000, true)];
-        assert_eq!(expired(&all, 10_000, Some(1), None), Vec::<String>::new());
-        let soon = [stored("soon", 10_300, true), stored("new", 10_000, true)];
-        assert_eq!(
-            expired(&soon, 10_000, Some(1), None),
-            ["new"],
-            "within the skew, it counts"
-        );
+        assert_eq!(expired(&all, 10_000, Some(1), None, Some("new")), Vec::<String>::new());
+        // Within the skew it counts as the newest, and still does not push out the backup
+        // just written (which it did before: ["new"]).
+        let soon = [
+            stored("soon", 10_300, true),
+            stored("new", 10_000, true),
+            stored("old", 9_000, true),
+        ];
+        assert_eq!(expired(&soon, 10_000, Some(1), None, Some("new")), ["old"]);
     }
 
     proptest! {
@@ -262,7 +272,11 @@ mod tests {
             age in proptest::option::of(0i64..2000),
         ) {
             let all: Vec<Stored> = backups.iter().enumerate().map(|(i, (t, c))| stored(&format!("b{i}"), *t, *c)).collect();
-            let deleted = expired(&all, now, keep, age);
+            let own = all.iter().filter(|s| s.complete).map(|s| s.name.clone()).next_back();
+            let deleted = expired(&all, now, keep, age, own.as_deref());
+            if let Some(own) = &own {
+                prop_assert!(!deleted.contains(own), "the backup just written is kept");
+            }
             let newest = all
                 .iter()
                 .filter(|s| s.complete && s.time <= now + FUTURE_SKEW_SECONDS)
@@ -275,7 +289,8 @@ mod tests {
                     .iter()
                     .filter(|s| s.complete && s.time <= now + FUTURE_SKEW_SECONDS && !deleted.contains(&s.name))
                     .count();
-                prop_assert!(kept <= keep.max(1) as usize);
+                // The newest, and the backup just written if it is not the newest.
+                prop_assert!(kept <= keep.max(1) as usize + usize::from(own.is_some()));
             }
         }
     }

@@ -258,7 +258,13 @@ async fn retention(store: &Store, opts: &BackupOptions, now: i64) -> Result<Vec<
             Some(plan::Stored { name, time, complete })
         })
         .collect();
-    let expired = plan::expired(&stored, now, opts.keep_count, opts.max_age_seconds);
+    let expired = plan::expired(
+        &stored,
+        now,
+        opts.keep_count,
+        opts.max_age_seconds,
+        Some(opts.name.as_str()),
+    );
     for name in &expired {
         store.delete(name).await?;
         log(&format!("retention: deleted backup {name}"));
