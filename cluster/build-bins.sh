@@ -31,7 +31,9 @@ go_wrapper() {
   log "$name $version: building $*${GO_TAGS:+ (tags $GO_TAGS)}"
   local start=$SECONDS tmp=$out.tmp.$$
   rm -rf "$tmp"; mkdir -p "$tmp"
-  (cd "$src" && go build "${tags[@]}" -ldflags "-s -w $ldflags" -o "$tmp/" "$@")
+  # No DWARF: the link strips it anyway (-w), and not generating it made a cold build of
+  # CoreDNS 11-14% faster here (82 and 86 s against 73 and 74 s, empty GOCACHE each time).
+  (cd "$src" && go build "${tags[@]}" -gcflags=all=-dwarf=false -ldflags "-s -w $ldflags" -o "$tmp/" "$@")
   commit_cache "$tmp" "$out"
   log "$name $version: built in $((SECONDS - start))s"
 }

@@ -6,13 +6,14 @@
 #   docker      Docker and the Debian base image
 #   cluster     the Go builds of Kubernetes and its add-ons, the node image, the kind cluster,
 #               the cluster test
-#   prometheus  helm and Prometheus built (after the cluster's Go builds, beside the node image),
-#               the alert rules' unit tests, Prometheus on the cluster
+#   prometheus  helm and Prometheus built (after the cluster's Go builds, beside the node image,
+#               at the lowest CPU priority), the alert rules' unit tests, Prometheus on the
+#               cluster; the e2e tests that need it wait for it (e2e::Need), the others do not
 #   main        cargo fmt; one build of every target of the workspace, linted by clippy as it
 #               compiles; unit and integration tests (real ZooKeeper; the CRD check among them),
 #               the images (from the binaries that build made: ZK_PROFILE=dev, see
 #               image/build-binaries.sh), the image test, the operator installed, then the e2e
-#               tests (e2e-run, one at a time: see the e2e phase)
+#               tests (see the e2e phase)
 #
 # Every cargo run here selects the whole workspace: cargo unifies features over the packages a
 # run selects, so a run of one package (-p) compiled a few dozen dependencies again with other
@@ -51,11 +52,11 @@ trap cleanup EXIT
 
 phase() { scripts/phase.sh "$@"; }
 
-# lane NAME FUNCTION: runs FUNCTION in the background (its phases log to build/ci/<phase>.log);
-# its exit status lands in build/ci/lane-NAME.rc.
+# lane NAME FUNCTION: runs FUNCTION in the background (its phases log to build/ci/<phase>.log),
+# stopping at its first failed phase; its exit status lands in build/ci/lane-NAME.rc.
 lane() {
   local name=$1 fn=$2
-  ( set +e; ZK_LANE=$name "$fn" >"$ci/lane-$name.log" 2>&1; echo $? >"$ci/lane-$name.rc" ) &
+  ( set +e; ( set -e; ZK_LANE=$name "$fn" ) >"$ci/lane-$name.log" 2>&1; echo $? >"$ci/lane-$name.rc" ) &
   lanes+=("$!")
 }
 # await LANE: waits for a lane to end; fails, showing its log's tail, if it failed.
@@ -95,14 +96,19 @@ cluster_lane() {
   phase cluster-test cluster/test.sh
 }
 
+# Whether Prometheus is on the cluster, for the e2e tests that need it (e2e-run, e2e::Need).
+export E2E_PROMETHEUS_READY=$ci/prometheus.ready
 prometheus_lane() {
+  trap 'echo "the prometheus lane failed: build/ci/lane-prometheus.log" >"$E2E_PROMETHEUS_READY"' ERR
   await_phase go-builds
   phase helm cluster/build-bins.sh helm
   phase chart-test deploy/chart/test.sh
-  phase prometheus-build cluster/build-bins.sh prometheus
+  # Beside the first e2e tests on a cold run: their JVMs come first.
+  phase prometheus-build nice -n 19 cluster/build-bins.sh prometheus
   phase rules cluster/promtool.sh test rules deploy/monitoring/zookeeper-rules.test.yaml
   await cluster
   phase prometheus cluster/prometheus.sh
+  echo ready >"$E2E_PROMETHEUS_READY"
 }
 
 exec 3>&1
@@ -118,11 +124,13 @@ phase unit-tests make -s test-rust
 await docker
 phase images sh -c 'make -s images && image/build-operator.sh zkop/zookeeper-operator && cluster/s3-store/build.sh --no-load'
 phase image-test make -s test-image
+# After the cluster test: it drains a node.
 await cluster
 await_phase helm
 phase install sh -c 'scripts/install-operator.sh && cluster/load-image.sh zkop/s3-store:e2e'
-await prometheus
 # Two e2e tests side by side (E2E_LANES=1: one at a time). The workload's proofs are counted
 # writes before and after each fault, not writes per window, so a loaded machine only slows them
-# (docs/ci.md, 2026-12-03: "41 writes in 20 s" failed a window-based check).
+# (docs/ci.md, 2026-12-03: "41 writes in 20 s" failed a window-based check). The observability
+# test starts once Prometheus is installed (E2E_PROMETHEUS_READY), the others at once.
 E2E_LANES=${E2E_LANES:-2} phase e2e target/debug/e2e-run
+await prometheus

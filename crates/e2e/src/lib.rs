@@ -30,6 +30,45 @@ pub struct Planned {
     /// Run by `make test`. The others run in `make e2e-full` only: each repeats what a test of
     /// the gate shows already (`covered_by` names it).
     pub covered_by: Option<&'static str>,
+    /// What must be installed on the cluster before it starts, beyond the operator.
+    pub needs: Option<Need>,
+}
+
+/// A part of the test cluster that `make test` installs beside the first e2e tests. The tests
+/// that need it start once it is there, the others do not wait for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Need {
+    /// Prometheus in namespace monitoring (cluster/prometheus.sh).
+    Prometheus,
+}
+
+/// Whether a need is met, as the run that installs it says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Readiness {
+    Ready,
+    /// Not yet: the test waits.
+    Pending,
+    /// Its installation failed: the test fails at once, with this reason.
+    Failed(String),
+}
+
+impl Need {
+    /// The variable naming the file in which `make test` says whether the need is met: `ready`,
+    /// or why not. Unset (e2e-run by hand, after `make prometheus`): met.
+    pub fn variable(self) -> &'static str {
+        match self {
+            Need::Prometheus => "E2E_PROMETHEUS_READY",
+        }
+    }
+
+    /// Reads the need's file: `content` is None while the file does not exist yet.
+    pub fn readiness(self, variable_set: bool, content: Option<&str>) -> Readiness {
+        match (variable_set, content.map(str::trim)) {
+            (false, _) | (true, Some("ready")) => Readiness::Ready,
+            (true, None) => Readiness::Pending,
+            (true, Some(why)) => Readiness::Failed(format!("{self:?} was not installed: {why}")),
+        }
+    }
 }
 
 const fn plan(suite: &'static str, test: &'static str, sharing: Sharing, seconds: u32) -> Planned {
@@ -40,6 +79,7 @@ const fn plan(suite: &'static str, test: &'static str, sharing: Sharing, seconds
         seconds,
         members: 3,
         covered_by: None,
+        needs: None,
     }
 }
 
@@ -58,6 +98,7 @@ const fn full_only(
         seconds,
         members: 3,
         covered_by: Some(covered_by),
+        needs: None,
     }
 }
 
@@ -65,6 +106,12 @@ impl Planned {
     /// A test that runs more (or fewer) than three members at its peak.
     pub const fn with_members(mut self, members: u32) -> Planned {
         self.members = members;
+        self
+    }
+
+    /// A test that starts only once `need` is installed.
+    pub const fn needing(mut self, need: Need) -> Planned {
+        self.needs = Some(need);
         self
     }
 
@@ -136,7 +183,8 @@ pub const SCHEDULE: &[Planned] = &[
         "prometheus_scrapes_alerts_fire_and_the_dashboard_has_data",
         NeedsOperator,
         130,
-    ),
+    )
+    .needing(Need::Prometheus),
     plan(
         "operator",
         "a_name_clash_is_reported_and_nothing_is_taken_over",
@@ -247,6 +295,21 @@ mod tests {
         assert!(fits(1, &[7]));
         let scaling = planned("day2", "scaling_along_one_three_seven_and_back_to_one").unwrap();
         assert_eq!(scaling.members, 7);
+    }
+
+    #[test]
+    fn a_need_is_met_by_its_file_or_by_running_by_hand() {
+        let need = Need::Prometheus;
+        assert_eq!(need.readiness(false, None), Readiness::Ready, "by hand");
+        assert_eq!(need.readiness(true, None), Readiness::Pending);
+        assert_eq!(need.readiness(true, Some("ready\n")), Readiness::Ready);
+        let Readiness::Failed(why) = need.readiness(true, Some("prometheus-build failed")) else {
+            panic!("a failed installation fails the test");
+        };
+        assert!(
+            why.contains("Prometheus") && why.contains("prometheus-build failed"),
+            "{why}"
+        );
     }
 
     #[test]

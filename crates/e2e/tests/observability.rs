@@ -239,6 +239,11 @@ async fn prometheus_scrapes_alerts_fire_and_the_dashboard_has_data() {
     {
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
+    eprintln!(
+        "{} waited {:.1} s for every dashboard query to return series",
+        common::clock(),
+        asked.elapsed().as_secs_f64()
+    );
     let mut checked = 0;
     for panel in dashboard["panels"].as_array().unwrap() {
         for target in panel["targets"].as_array().into_iter().flatten() {

@@ -11,8 +11,12 @@
 //! Tests named by a filter run whichever they are.
 //!
 //! No test is tried again: a test that fails once fails the run.
+//!
+//! A test that needs a part `make test` installs beside the first tests (`Planned::needs`, e.g.
+//! Prometheus) waits for it while the others run: E2E_PROMETHEUS_READY names the file that says
+//! `ready` (or why not). Unset, the part is taken as installed.
 
-use e2e::{fits, may_join, planned, Planned, Sharing};
+use e2e::{fits, may_join, planned, Need, Planned, Readiness, Sharing};
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
@@ -233,14 +237,35 @@ fn run(cases: &[Case], lanes: usize, crate_dir: &Path, logs: &Path) -> Vec<Optio
     let mut pending: Vec<usize> = (0..cases.len()).collect();
     let mut running: Vec<usize> = Vec::new();
     let mut outcomes: Vec<Option<Outcome>> = (0..cases.len()).map(|_| None).collect();
+    let mut idle_since: Option<Instant> = None;
     loop {
+        // Tests whose needs failed to install fail now; those still pending wait.
+        let mut waiting = Vec::new();
+        for &index in &pending {
+            match cases[index].plan.needs.map_or(Readiness::Ready, readiness) {
+                Readiness::Ready => {}
+                Readiness::Pending => waiting.push(index),
+                Readiness::Failed(why) => {
+                    println!("{} FAILED {}: {why}", stamp(), cases[index].id());
+                    let _ = std::fs::write(log_path(logs, &cases[index]), format!("not started: {why}\n"));
+                    outcomes[index] = Some(Outcome {
+                        index,
+                        passed: false,
+                        timed_out: false,
+                        elapsed: Duration::ZERO,
+                    });
+                }
+            }
+        }
+        pending.retain(|i| outcomes[*i].is_none());
         while running.len() < lanes {
             let sharing: Vec<Sharing> = running.iter().map(|i| cases[*i].plan.sharing).collect();
             let members: Vec<u32> = running.iter().map(|i| cases[*i].plan.members).collect();
             let only_alone_left = pending.iter().all(|i| cases[*i].plan.sharing == Sharing::Alone);
             let Some(position) = pending.iter().position(|i| {
                 let s = cases[*i].plan.sharing;
-                (s != Sharing::Alone || only_alone_left)
+                !waiting.contains(i)
+                    && (s != Sharing::Alone || only_alone_left)
                     && may_join(s, &sharing)
                     && fits(cases[*i].plan.members, &members)
             }) else {
@@ -258,10 +283,38 @@ fn run(cases: &[Case], lanes: usize, crate_dir: &Path, logs: &Path) -> Vec<Optio
             start(index, case, crate_dir, &log_path(logs, case), done.clone());
             running.push(index);
         }
-        if running.is_empty() {
+        if running.is_empty() && pending.is_empty() {
             break;
         }
-        let outcome = finished.recv().expect("a running test reports");
+        if running.is_empty() {
+            // Only tests waiting for what they need are left.
+            let since = *idle_since.get_or_insert_with(Instant::now);
+            if since.elapsed() > NEED_PATIENCE {
+                for &index in &pending {
+                    let why = format!(
+                        "{:?} was still not installed after {} s with nothing else to run",
+                        cases[index].plan.needs,
+                        NEED_PATIENCE.as_secs()
+                    );
+                    println!("{} FAILED {}: {why}", stamp(), cases[index].id());
+                    let _ = std::fs::write(log_path(logs, &cases[index]), format!("not started: {why}\n"));
+                    outcomes[index] = Some(Outcome {
+                        index,
+                        passed: false,
+                        timed_out: true,
+                        elapsed: Duration::ZERO,
+                    });
+                }
+                break;
+            }
+        } else {
+            idle_since = None;
+        }
+        let outcome = match finished.recv_timeout(Duration::from_secs(2)) {
+            Ok(outcome) => outcome,
+            Err(mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(mpsc::RecvTimeoutError::Disconnected) => unreachable!("run holds a sender"),
+        };
         running.retain(|i| *i != outcome.index);
         let case = &cases[outcome.index];
         println!(
@@ -280,6 +333,16 @@ fn run(cases: &[Case], lanes: usize, crate_dir: &Path, logs: &Path) -> Vec<Optio
         outcomes[index] = Some(outcome);
     }
     outcomes
+}
+
+/// How long e2e-run waits, with nothing else left to run, for what the last tests need.
+const NEED_PATIENCE: Duration = Duration::from_secs(20 * 60);
+
+fn readiness(need: Need) -> Readiness {
+    match std::env::var_os(need.variable()) {
+        None => need.readiness(false, None),
+        Some(path) => need.readiness(true, std::fs::read_to_string(path).ok().as_deref()),
+    }
 }
 
 /// Starts one test in its own process, output to its log; reports on `done` when it ends.

@@ -15,7 +15,16 @@ use zkop_api::ZooKeeperCluster;
 /// How long a day-2 operation may take to settle on the local cluster.
 pub const SETTLE: Duration = Duration::from_secs(420);
 
+/// When the test began: its log says when each wait ended and how long it took.
+static BEGAN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+
+/// Seconds since the test began, for its log.
+pub fn clock() -> String {
+    format!("[+{:5.1} s]", BEGAN.get_or_init(Instant::now).elapsed().as_secs_f64())
+}
+
 pub async fn client() -> Client {
+    BEGAN.get_or_init(Instant::now);
     // kube's and zookeeper-client's TLS providers are both compiled in: pick one.
     let _ = rustls::crypto::ring::default_provider().install_default();
     Client::try_default()
@@ -411,11 +420,16 @@ where
     let start = Instant::now();
     loop {
         if check().await {
+            // Where a test's time goes: every wait of a second or more is in its log.
+            if start.elapsed() >= Duration::from_secs(1) {
+                eprintln!("{} waited {:.1} s for {what}", clock(), start.elapsed().as_secs_f64());
+            }
             return;
         }
         assert!(
             start.elapsed() < timeout,
-            "timed out after {timeout:?} waiting for {what}"
+            "{} timed out after {timeout:?} waiting for {what}",
+            clock()
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }

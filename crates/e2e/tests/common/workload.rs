@@ -214,6 +214,13 @@ impl Workload {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        if start.elapsed() >= Duration::from_secs(1) {
+            eprintln!(
+                "{} waited {:.1} s for {PROGRESS} acknowledged writes",
+                super::clock(),
+                start.elapsed().as_secs_f64()
+            );
+        }
     }
 
     /// Waits for `PROGRESS` more writes (the ensemble serves writes after whatever the test did),
