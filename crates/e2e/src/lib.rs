@@ -150,7 +150,16 @@ pub const SCHEDULE: &[Planned] = &[
         Shares,
         130,
     ),
-    plan("day2", "scaling_along_one_three_seven_and_back_to_one", Shares, 180).with_members(7),
+    plan("day2", "scaling_along_one_three_five_and_back_to_one", Shares, 120).with_members(5),
+    // 7 members run beside nothing else (MEMBER_BUDGET): the same path through 5 is in the gate.
+    full_only(
+        "day2",
+        "scaling_along_one_three_seven_and_back_to_one",
+        Shares,
+        180,
+        "day2::scaling_along_one_three_five_and_back_to_one",
+    )
+    .with_members(7),
     // 3-5-3 under a workload, the removed members' volumes deleted: the scale there.
     full_only(
         "day2",
@@ -295,6 +304,7 @@ mod tests {
         assert!(fits(1, &[7]));
         let scaling = planned("day2", "scaling_along_one_three_seven_and_back_to_one").unwrap();
         assert_eq!(scaling.members, 7);
+        assert!(!scaling.in_gate(), "the gate scales through 5, beside another test");
     }
 
     #[test]

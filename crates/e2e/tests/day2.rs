@@ -394,17 +394,29 @@ async fn operator_restart_during_scale_up_resumes() {
     );
 }
 
-/// Every size on the path 1 -> 3 -> 7 -> 1, one member at a time, with the workload running.
+/// Every size on the path 1 -> 3 -> 5 -> 1, one member at a time, with the workload running.
+/// Five members fit beside another test's three on two cores (`e2e::MEMBER_BUDGET`).
+#[tokio::test]
+async fn scaling_along_one_three_five_and_back_to_one() {
+    scaling_along("e2e-scale-path", &[3, 5, 1]).await;
+}
+
+/// The same path through seven members (`make e2e-full`): seven run beside nothing else.
 #[tokio::test]
 async fn scaling_along_one_three_seven_and_back_to_one() {
+    scaling_along("e2e-scale-path-7", &[3, 7, 1]).await;
+}
+
+/// From one member through `sizes`, one member at a time, with the workload running.
+async fn scaling_along(namespace: &str, sizes: &[i32]) {
     let client = client().await;
-    let ns = TestNamespace::new(&client, "e2e-scale-path").await;
+    let ns = TestNamespace::new(&client, namespace).await;
     ns.create_cluster("zk", common::small_cluster(1, zkop_api::DEFAULT_VERSION))
         .await
         .unwrap();
     ns.wait_settled("zk", 1).await;
     let workload = Workload::start(&ns.endpoint("zk").await).await;
-    for replicas in [3, 7, 1] {
+    for &replicas in sizes {
         ns.patch_spec("zk", json!({"replicas": replicas})).await.unwrap();
         let zk = ns.wait_settled("zk", replicas).await;
         let voters = zk
@@ -417,7 +429,12 @@ async fn scaling_along_one_three_seven_and_back_to_one() {
         assert_eq!(voters, replicas as usize, "all {replicas} members vote");
     }
     let (report, missing) = workload.finish().await;
-    assert_no_loss("scale 1-3-7-1", &report, &missing, true);
+    let path: Vec<String> = std::iter::once(1)
+        .chain(sizes.iter().copied())
+        .map(|n| n.to_string())
+        .collect();
+    assert_no_loss(&format!("scale {}", path.join("-")), &report, &missing, true);
+    let last = sizes.last().copied().unwrap_or(1) as usize;
     let (ok, config) = ns.kubectl(&["exec", "zk-0", "--", "/opt/zookeeper/bin/zkCli.sh", "config"]);
-    assert!(ok && config.matches("participant").count() == 1, "{config}");
+    assert!(ok && config.matches("participant").count() == last, "{config}");
 }

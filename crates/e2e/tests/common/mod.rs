@@ -144,22 +144,31 @@ impl TestNamespace {
     /// alone would pass at once (seen under load: a test read the old leader from it).
     pub async fn wait_settled(&self, name: &str, replicas: i32) -> ZooKeeperCluster {
         let clusters = self.clusters();
-        wait_for(
-            SETTLE,
-            &format!("{name} to settle at {replicas} serving members"),
-            || async {
-                let status_settled = clusters.get(name).await.ok().is_some_and(|zk| {
-                    let status = zk.status.clone().unwrap_or_default();
-                    fully_available(&zk)
-                        && status.members.len() == replicas as usize
-                        && status.members.iter().all(|m| m.ready)
-                        && status.operation.is_none()
-                        && condition(&zk, "Progressing").is_some_and(|c| c.status == "False")
-                });
-                status_settled && self.ready_pods(name).await == replicas as usize
-            },
-        )
+        let not_yet = std::sync::Mutex::new(String::new());
+        let what = format!("{name} to settle at {replicas} serving members");
+        let settled = wait_until(SETTLE, &what, || async {
+            let why = match clusters.get(name).await {
+                Err(e) => Some(format!("reading it: {e}")),
+                Ok(zk) => unsettled(&zk, replicas),
+            };
+            let why = match why {
+                Some(why) => Some(why),
+                None => {
+                    let ready = self.ready_pods(name).await;
+                    (ready != replicas as usize).then(|| format!("{ready} member pods Ready, none deleting"))
+                }
+            };
+            if let Some(why) = &why {
+                *not_yet.lock().unwrap() = why.clone();
+            }
+            why.is_none()
+        })
         .await;
+        assert!(
+            settled,
+            "timed out waiting for {what}; last seen: {}",
+            not_yet.lock().unwrap()
+        );
         clusters.get(name).await.unwrap()
     }
 
@@ -350,10 +359,86 @@ impl TestNamespace {
 
 impl Drop for TestNamespace {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.dump();
+        }
         if self.owned && std::env::var_os("E2E_KEEP_NAMESPACES").is_none() {
             let _ = Command::new("kubectl")
                 .args(["delete", "namespace", &self.name, "--wait=false"])
                 .output();
+        }
+    }
+}
+
+impl TestNamespace {
+    /// What a failed test leaves for its log: the clusters, pods and events of its namespace and
+    /// the operator's lines about it (the namespace is deleted next).
+    fn dump(&self) {
+        let ns = self.name.as_str();
+        let show = |title: &str, args: &[&str]| {
+            let out = Command::new("kubectl").args(args).output();
+            let text = out.map_or_else(
+                |e| e.to_string(),
+                |o| {
+                    format!(
+                        "{}{}",
+                        String::from_utf8_lossy(&o.stdout),
+                        String::from_utf8_lossy(&o.stderr)
+                    )
+                },
+            );
+            eprintln!("----- {title} -----\n{text}");
+        };
+        show("clusters", &["-n", ns, "get", "zookeeperclusters", "-o", "yaml"]);
+        show("pods", &["-n", ns, "get", "pods", "-o", "wide"]);
+        show("events", &["-n", ns, "get", "events", "--sort-by=.lastTimestamp"]);
+        // The members' own last words: each pod's ZooKeeper container, and its previous run.
+        let pods = Command::new("kubectl")
+            .args([
+                "-n",
+                ns,
+                "get",
+                "pods",
+                "-l",
+                "app.kubernetes.io/component=server",
+                "-o",
+                "name",
+            ])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        for pod in pods.lines() {
+            show(
+                &format!("{pod}: its log"),
+                &["-n", ns, "logs", pod, "-c", "zookeeper", "--tail=40"],
+            );
+            show(
+                &format!("{pod}: its previous run"),
+                &["-n", ns, "logs", pod, "-c", "zookeeper", "--previous", "--tail=40"],
+            );
+        }
+        let operator = Command::new("kubectl")
+            .args([
+                "-n",
+                "zkop-system",
+                "logs",
+                "-l",
+                "app.kubernetes.io/name=zookeeper-operator",
+                "--prefix",
+                "--tail=-1",
+            ])
+            .output();
+        if let Ok(out) = operator {
+            let text = String::from_utf8_lossy(&out.stdout);
+            let lines: Vec<&str> = text.lines().filter(|l| l.contains(ns)).collect();
+            let from = lines.len().saturating_sub(150);
+            eprintln!(
+                "----- the operator's last {} lines about {ns} -----",
+                lines.len() - from
+            );
+            for line in &lines[from..] {
+                eprintln!("{line}");
+            }
         }
     }
 }
@@ -412,7 +497,52 @@ pub fn condition<'a>(
     zk.status.as_ref()?.conditions.iter().find(|c| c.type_ == kind)
 }
 
-pub async fn wait_for<F, Fut>(timeout: Duration, what: &str, mut check: F)
+/// What keeps a cluster from being settled at `replicas` members, as its status says.
+pub fn unsettled(zk: &ZooKeeperCluster, replicas: i32) -> Option<String> {
+    let status = zk.status.clone().unwrap_or_default();
+    let progressing = condition(zk, "Progressing");
+    if !fully_available(zk) {
+        let available = condition(zk, "Available").map(|c| format!("{}: {}", c.status, c.message));
+        Some(format!(
+            "not fully available (generation {:?} observed {:?}, {}/{} ready, Available {available:?})",
+            zk.metadata.generation, status.observed_generation, status.ready_replicas, zk.spec.replicas
+        ))
+    } else if status.members.len() != replicas as usize || !status.members.iter().all(|m| m.ready) {
+        let members: Vec<String> = status
+            .members
+            .iter()
+            .map(|m| format!("{} {} ready={}", m.name, m.role, m.ready))
+            .collect();
+        Some(format!("members {members:?}"))
+    } else if let Some(operation) = &status.operation {
+        Some(format!(
+            "operation in progress: {operation} ({:?})",
+            status.operation_step
+        ))
+    } else if progressing.is_none_or(|c| c.status != "False") {
+        Some(format!(
+            "Progressing {:?}",
+            progressing.map(|c| format!("{} {}: {}", c.status, c.reason, c.message))
+        ))
+    } else {
+        None
+    }
+}
+
+pub async fn wait_for<F, Fut>(timeout: Duration, what: &str, check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    assert!(
+        wait_until(timeout, what, check).await,
+        "{} timed out after {timeout:?} waiting for {what}",
+        clock()
+    );
+}
+
+/// Like `wait_for`, but says whether the check passed in time instead of failing the test.
+pub async fn wait_until<F, Fut>(timeout: Duration, what: &str, mut check: F) -> bool
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -424,13 +554,11 @@ where
             if start.elapsed() >= Duration::from_secs(1) {
                 eprintln!("{} waited {:.1} s for {what}", clock(), start.elapsed().as_secs_f64());
             }
-            return;
+            return true;
         }
-        assert!(
-            start.elapsed() < timeout,
-            "{} timed out after {timeout:?} waiting for {what}",
-            clock()
-        );
+        if start.elapsed() >= timeout {
+            return false;
+        }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
