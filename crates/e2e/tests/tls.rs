@@ -158,6 +158,26 @@ async fn a_plaintext_ensemble_moves_to_tls_in_place() {
         3,
         "plaintext on 127.0.0.1 only:\n{config}"
     );
+    // Every member serves on its plaintext port, now on 127.0.0.1 (its readiness probe asks
+    // there). ZooKeeper cannot move a listening client port live: committed while it ran, the
+    // new line closed the port ("Error while reconfiguring ... Address already in use") and every
+    // member went NotReady until its liveness probe restarted it; the operator now restarts
+    // each member right after committing its new line.
+    for pod in ["zk-0", "zk-1", "zk-2"] {
+        let (ok, out) = ns.kubectl(&["exec", pod, "-c", "zookeeper", "--", "zk-agent", "probe", "ready"]);
+        assert!(ok, "{pod} does not serve on its plaintext port: {out}");
+    }
     let (report, missing) = secure.finish().await;
     check("plaintext ensemble moved to TLS in place", &report, &missing, started);
+    // No ZooKeeper container restarted on its own (the liveness probes did, before).
+    let restarted: Vec<String> = incarnations(&ns)
+        .await
+        .into_iter()
+        .filter(|(_, (_, restarts))| *restarts > 0)
+        .map(|(pod, (_, restarts))| format!("{pod} ({restarts})"))
+        .collect();
+    assert!(
+        restarted.is_empty(),
+        "containers restarted by the kubelet: {restarted:?}"
+    );
 }

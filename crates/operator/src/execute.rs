@@ -11,7 +11,7 @@ use crate::observe::{roles_now, serving_targets, Observation};
 use crate::planner::Step;
 use crate::resources::Names;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
-use kube::api::{Api, DeleteParams, EvictParams, ListParams, Preconditions};
+use kube::api::{Api, DeleteParams, EvictParams, ListParams, PostParams, Preconditions};
 use std::time::{Duration, Instant};
 use vocabulary::{ordinal_for_myid, ports, ServingRole};
 
@@ -51,8 +51,9 @@ pub async fn execute(
             };
             reconfigure(observation, &change, None).await
         }
+        Step::MoveClientPort { id } => move_client_port(ctx, names, observation, *id, local_plaintext).await?,
         Step::RemoveVoter { id } => reconfigure(observation, &Change::Leave { id: *id }, Some(*id)).await,
-        Step::HandOff { id } => hand_off(ctx, names, observation, *id).await?,
+        Step::HandOff { id } => hand_off(ctx, names, observation, *id, local_plaintext).await?,
         Step::SetReplicas(n) => Some((
             EventType::Normal,
             "Resized",
@@ -75,6 +76,37 @@ pub async fn execute(
     })
 }
 
+/// Commits server `id`'s line with its new client address, then restarts the member, which
+/// listens on the new address when it starts again. The eviction is tried as a dry run first:
+/// committed without the restart after it, the line would leave the member without its client
+/// port until its liveness probe restarts it, maybe while another member is down (the
+/// simulation's late views found that).
+async fn move_client_port(
+    ctx: &Context,
+    names: &Names,
+    observation: &Observation,
+    id: u64,
+    local_plaintext: bool,
+) -> Result<Outcome, Error> {
+    let Some(ordinal) = ordinal_for_myid(id) else {
+        return Ok(None);
+    };
+    match evict(ctx, names, observation, ordinal, true).await? {
+        Eviction::Done => {}
+        Eviction::Deferred(why) => return Ok(Some((EventType::Normal, "RestartDeferred", why))),
+        Eviction::Changed => return Ok(None),
+    }
+    let line = ensemble::member_line(names, &ctx.settings, id, local_plaintext);
+    let change = Change::Join { id, line: line.clone() };
+    match reconfigure(observation, &change, None).await {
+        Some((EventType::Normal, ..)) => {
+            let reason = format!("its client port moved ({line}): ZooKeeper cannot rebind it while it runs");
+            restart(ctx, names, observation, ordinal, &reason).await
+        }
+        outcome => Ok(outcome),
+    }
+}
+
 async fn restart(
     ctx: &Context,
     names: &Names,
@@ -83,6 +115,36 @@ async fn restart(
     reason: &str,
 ) -> Result<Outcome, Error> {
     let pod = names.pod(ordinal);
+    Ok(match evict(ctx, names, observation, ordinal, false).await? {
+        Eviction::Done => Some((
+            EventType::Normal,
+            "RestartingMember",
+            format!("evicted {pod}: {reason}"),
+        )),
+        Eviction::Deferred(why) => Some((EventType::Normal, "RestartDeferred", why)),
+        Eviction::Changed => None,
+    })
+}
+
+enum Eviction {
+    /// Evicted (or, as a dry run, it would be).
+    Done,
+    /// The budget allows no disruption now (another member is down, or a drain is evicting).
+    Deferred(String),
+    /// The pod changed or went away since it was observed: plan again from what is there now.
+    Changed,
+}
+
+/// Evicts the member's pod (`dry_run`: asks whether it may), conditional on it being the pod
+/// observed.
+async fn evict(
+    ctx: &Context,
+    names: &Names,
+    observation: &Observation,
+    ordinal: u32,
+    dry_run: bool,
+) -> Result<Eviction, Error> {
+    let pod = names.pod(ordinal);
     let Some(uid) = observation
         .members
         .iter()
@@ -90,33 +152,29 @@ async fn restart(
         .map(|m| m.uid.clone())
         .filter(|uid| !uid.is_empty())
     else {
-        return Ok(None);
+        return Ok(Eviction::Changed);
     };
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &names.namespace);
     let params = EvictParams {
         delete_options: Some(DeleteParams {
+            dry_run,
             preconditions: Some(Preconditions {
                 uid: Some(uid),
                 resource_version: None,
             }),
             ..Default::default()
         }),
-        ..Default::default()
+        post_options: PostParams {
+            dry_run,
+            ..Default::default()
+        },
     };
     Ok(match pods.evict(&pod, &params).await {
-        Ok(_) => Some((
-            EventType::Normal,
-            "RestartingMember",
-            format!("evicted {pod}: {reason}"),
+        Ok(_) => Eviction::Done,
+        Err(kube::Error::Api(status)) if status.code == 429 => Eviction::Deferred(format!(
+            "the PodDisruptionBudget allows no disruption now; {pod} is restarted when it does"
         )),
-        // The budget allows no disruption now (another member is down, or a drain is evicting).
-        Err(kube::Error::Api(status)) if status.code == 429 => Some((
-            EventType::Normal,
-            "RestartDeferred",
-            format!("the PodDisruptionBudget allows no disruption now; {pod} is restarted when it does"),
-        )),
-        // The pod changed or went away since it was observed: plan again from what is there now.
-        Err(kube::Error::Api(status)) if status.code == 409 || status.code == 404 => None,
+        Err(kube::Error::Api(status)) if status.code == 409 || status.code == 404 => Eviction::Changed,
         Err(error) => return Err(error).at(Stage::Execute, named::<Pod>(&names.namespace, &pod)),
     })
 }
@@ -184,8 +242,16 @@ async fn reconfigure(observation: &Observation, change: &Change, leaving: Option
 /// followers switch to it without an election. The old leader goes on answering as a leader,
 /// holding its clients' writes, until it notices it lost its followers (up to a tick): so it is
 /// restarted as soon as a quorum of the others serves under the new leader. Its line moves back
-/// afterwards (the planner's UpdateMember, without a restart).
-async fn hand_off(ctx: &Context, names: &Names, observation: &Observation, id: u64) -> Result<Outcome, Error> {
+/// afterwards (the planner's UpdateMember, without a restart). The line also carries the client
+/// address the member should listen on: it binds that one when it starts again, since ZooKeeper
+/// cannot move a listening client port while it runs (`ClusterView::client_moves`).
+async fn hand_off(
+    ctx: &Context,
+    names: &Names,
+    observation: &Observation,
+    id: u64,
+    local_plaintext: bool,
+) -> Result<Outcome, Error> {
     let Some(committed) = observation.ensemble.as_ref().and_then(|e| e.members.get(&id)) else {
         return Ok(None);
     };
@@ -195,6 +261,11 @@ async fn hand_off(ctx: &Context, names: &Names, observation: &Observation, id: u
     } else {
         ports::QUORUM_HANDOFF
     };
+    let ordinals = u32::try_from(id).unwrap_or(u32::MAX);
+    if let Some(wanted) = crate::resources::membership(names, &ctx.settings, ordinals, local_plaintext).member(id) {
+        line.client_address = wanted.client_address.clone();
+        line.client_port = wanted.client_port;
+    }
     let change = Change::Join {
         id,
         line: line.to_string(),

@@ -662,6 +662,17 @@ pub fn cluster_view(
                 .collect()
         })
         .unwrap_or_default();
+    let client_moves = observation
+        .ensemble
+        .as_ref()
+        .map(|e| {
+            e.members
+                .iter()
+                .filter(|(id, committed)| wanted.member(**id).is_some_and(|m| !m.same_client_address(committed)))
+                .map(|(id, _)| *id)
+                .collect()
+        })
+        .unwrap_or_default();
     let handed_off = observation
         .ensemble
         .as_ref()
@@ -697,6 +708,7 @@ pub fn cluster_view(
         leftover_volumes: leftover_volumes(names, &observation.claims, statefulset_replicas),
         member_ready_timeout: Duration::from_secs(u64::from(zk.spec.rollout.member_ready_timeout_seconds)),
         outdated_lines,
+        client_moves,
         handed_off,
         leader_hand_off: zk.spec.rollout.leader_hand_off,
     }

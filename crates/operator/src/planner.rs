@@ -97,6 +97,13 @@ pub struct ClusterView {
     pub outdated_lines: BTreeSet<u64>,
     /// Voters whose committed line has the hand-off quorum port: leadership was handed from them.
     pub handed_off: BTreeSet<u64>,
+    /// Outdated lines whose client address moves between all addresses and 127.0.0.1 (TLS fully
+    /// on or off). ZooKeeper cannot move a listening client port so while it runs: it binds the
+    /// new address first, which fails while the old one listens, and then closes the old one
+    /// (NettyServerCnxnFactory.reconfigure), leaving the member without its plaintext port until
+    /// it restarts. Seen in the TLS migration e2e test: committed live on all three members, the
+    /// liveness probes restarted two of them at once, and quorum was lost.
+    pub client_moves: BTreeSet<u64>,
     /// Hand leadership to a follower before the leader restarts (`spec.rollout.leaderHandOff`).
     pub leader_hand_off: bool,
 }
@@ -160,6 +167,9 @@ pub enum Step {
     RemoveVoter { id: u64 },
     /// Commit server `id`'s line as it should be now (dynamic reconfiguration; no restart).
     UpdateMember { id: u64 },
+    /// Commit server `id`'s line, whose client address moves (`ClusterView::client_moves`), and
+    /// restart the member at once so that it listens on the new address.
+    MoveClientPort { id: u64 },
     /// Move leadership off server `id`, the leader, before it restarts: commit its line with the
     /// other quorum port, and ZooKeeper designates a synced follower as the leader.
     HandOff { id: u64 },
@@ -316,8 +326,21 @@ pub fn plan(view: &ClusterView) -> Step {
         if !down.is_empty() {
             return Step::Wait(format!("waiting for members to serve: {}", view.describe_down(&down)));
         }
-        // Once every member runs the current template: lines to commit anew, one at a time.
+        // Once every member runs the current template: lines to commit anew, one at a time. A
+        // line whose client address moves means a restart: the leader hands off first (its
+        // hand-off line carries the new address), a follower restarts right after the commit.
         return match view.outdated_lines.iter().find(|id| voters.contains(id)) {
+            Some(&id) if view.client_moves.contains(&id) => {
+                let leads = members.iter().any(|m| m.id() == id && m.role() == Some(Role::Leader));
+                let successor = members
+                    .iter()
+                    .any(|m| m.id() != id && m.role() == Some(Role::Follower) && voters.contains(&m.id()));
+                if leads && view.leader_hand_off && successor && !view.handed_off.contains(&id) {
+                    Step::HandOff { id }
+                } else {
+                    Step::MoveClientPort { id }
+                }
+            }
             Some(&id) => Step::UpdateMember { id },
             None => Step::Idle,
         };
@@ -385,6 +408,9 @@ pub fn describe(view: &ClusterView, step: &Step) -> Option<(&'static str, String
         Step::AddVoter { id } => format!("adding server.{id} to the ensemble's voters"),
         Step::RemoveVoter { id } => format!("removing server.{id} from the ensemble"),
         Step::UpdateMember { id } => format!("committing server.{id}'s line as it should be now"),
+        Step::MoveClientPort { id } => {
+            format!("moving server.{id}'s client port: committing its line, then restarting it")
+        }
         Step::HandOff { id } => format!("handing leadership from server.{id} to a follower before it restarts"),
         Step::SetReplicas(n) => format!("resizing the StatefulSet to {n} members"),
         Step::DeleteVolume { ordinal } => format!("deleting the volume {} left behind", view.pod(*ordinal)),
@@ -423,9 +449,38 @@ mod tests {
             leftover_volumes: BTreeSet::new(),
             member_ready_timeout: Duration::from_secs(180),
             outdated_lines: BTreeSet::new(),
+            client_moves: BTreeSet::new(),
             handed_off: BTreeSet::new(),
             leader_hand_off: true,
         }
+    }
+
+    #[test]
+    fn a_moving_client_port_restarts_its_member_and_the_leader_hands_off_first() {
+        use Role::*;
+        let members = vec![
+            member(0, true, Some(Follower)),
+            member(1, true, Some(Leader)),
+            member(2, true, Some(Follower)),
+        ];
+        let mut v = view(3, 3, members, &[1, 2, 3]);
+        v.outdated_lines = [1, 2, 3].into();
+        v.client_moves = [1, 2, 3].into();
+        assert_eq!(plan(&v), Step::MoveClientPort { id: 1 });
+        v.outdated_lines = [2, 3].into();
+        assert_eq!(
+            plan(&v),
+            Step::HandOff { id: 2 },
+            "the leader's hand-off line carries the new address"
+        );
+        v.leader_hand_off = false;
+        assert_eq!(plan(&v), Step::MoveClientPort { id: 2 });
+        v.client_moves.clear();
+        assert_eq!(
+            plan(&v),
+            Step::UpdateMember { id: 2 },
+            "a line whose client address stays is committed live"
+        );
     }
 
     #[test]
@@ -772,10 +827,22 @@ mod tests {
             prop::option::weighted(0.9, prop::collection::btree_set(1u64..=8, 1..=7)),
             prop::collection::btree_set(0u32..=8, 0..=3),
             prop::collection::btree_set(1u64..=8, 0..=2),
-            (prop::collection::btree_set(1u64..=8, 0..=2), any::<bool>()),
+            (
+                prop::collection::btree_set(1u64..=8, 0..=2),
+                any::<bool>(),
+                prop::collection::btree_set(1u64..=8, 0..=2),
+            ),
         )
             .prop_map(
-                |(desired, sts, members, voters, leftover_volumes, outdated_lines, (handed_off, leader_hand_off))| {
+                |(
+                    desired,
+                    sts,
+                    members,
+                    voters,
+                    leftover_volumes,
+                    outdated_lines,
+                    (handed_off, leader_hand_off, client_moves),
+                )| {
                     ClusterView {
                         statefulset: "zk".into(),
                         desired_replicas: desired,
@@ -801,6 +868,7 @@ mod tests {
                         voters,
                         leftover_volumes,
                         member_ready_timeout: Duration::from_secs(180),
+                        client_moves: client_moves.intersection(&outdated_lines).copied().collect(),
                         outdated_lines,
                         handed_off,
                         leader_hand_off,
@@ -852,6 +920,20 @@ mod tests {
                 let voters = view.voters.clone().unwrap();
                 prop_assert!(voters.contains(&id), "server.{id} is not a voter: {view:?}");
                 prop_assert!(view.members_by_ordinal().iter().all(|m| m.serves() && m.up_to_date), "a member is down or outdated: {view:?}");
+            }
+        }
+
+        #[test]
+        fn a_client_port_moves_with_everyone_serving_and_the_leader_hands_off_first(view in arbitrary_view()) {
+            if let Step::MoveClientPort { id } = plan(&view) {
+                let members = view.members_by_ordinal();
+                let voters = view.voters.clone().unwrap();
+                prop_assert!(voters.contains(&id) && view.client_moves.contains(&id), "server.{id}: {view:?}");
+                prop_assert!(members.iter().all(|m| m.serves() && m.up_to_date), "a member is down or outdated: {view:?}");
+                let leads = members.iter().any(|m| m.id() == id && m.role() == Some(Role::Leader));
+                let successor = members.iter().any(|m| m.id() != id && m.role() == Some(Role::Follower) && voters.contains(&m.id()));
+                prop_assert!(!(leads && view.leader_hand_off && successor && !view.handed_off.contains(&id)),
+                    "the leader restarted for its client port without handing off: {view:?}");
             }
         }
 

@@ -68,6 +68,9 @@ struct Model {
     leader: Option<u64>,
     /// Voters whose committed line has the hand-off quorum port.
     handed_off: BTreeSet<u64>,
+    /// Voters whose line must move its client address (TLS fully on or off): committed live, the
+    /// member loses its plaintext port until it restarts (ZooKeeper cannot rebind it).
+    client_moves: BTreeSet<u64>,
     next_uid: u64,
     /// The ensemble's configuration version: every committed reconfiguration moves it on.
     config_version: u64,
@@ -93,6 +96,7 @@ struct Seen {
     roll_stopped: bool,
     dead_voter_removed: bool,
     leadership_handed_off: bool,
+    client_port_moved: bool,
 }
 
 /// What the operator saw: the planner's view, and the pod UIDs its evictions are conditional on.
@@ -140,6 +144,7 @@ impl Model {
             voters: (0..replicas).map(id).collect(),
             leader: None,
             handed_off: BTreeSet::new(),
+            client_moves: BTreeSet::new(),
             next_uid: 100,
             config_version: 0,
             reconfig_compare_and_set: true,
@@ -310,7 +315,13 @@ impl Model {
                     .filter(|o| *o >= self.sts_replicas)
                     .collect(),
                 member_ready_timeout: MEMBER_READY_TIMEOUT,
-                outdated_lines: self.handed_off.intersection(&self.voters).copied().collect(),
+                outdated_lines: self
+                    .handed_off
+                    .union(&self.client_moves)
+                    .filter(|v| self.voters.contains(v))
+                    .copied()
+                    .collect(),
+                client_moves: self.client_moves.intersection(&self.voters).copied().collect(),
                 handed_off: self.handed_off.intersection(&self.voters).copied().collect(),
                 leader_hand_off: true,
             },
@@ -339,23 +350,32 @@ impl Model {
 
     /// The Eviction API: the pod must still be the one observed (UID precondition), and the
     /// PodDisruptionBudget (one member unavailable; unhealthy pods always evictable) must allow it.
+    /// Whether the API server would accept an eviction of `ordinal`'s pod: the one observed, and
+    /// the budget allows it (what a dry run of the eviction says).
+    fn eviction_allowed(&self, ordinal: u32, observed_uid: Option<u64>) -> bool {
+        let Some(pod) = self.pods.get(&ordinal) else {
+            return false;
+        };
+        if Some(pod.uid) != observed_uid {
+            return false;
+        }
+        let healthy = (0..self.sts_replicas).filter(|o| self.serving(*o).is_some()).count();
+        self.serving(ordinal).is_none() || healthy >= self.sts_replicas as usize
+    }
+
     fn evict(&mut self, ordinal: u32, observed_uid: Option<u64>) {
         let now = self.step;
         let Some(pod) = self.pods.get(&ordinal) else { return };
-        if Some(pod.uid) != observed_uid {
+        if !self.eviction_allowed(ordinal, observed_uid) {
             self.seen.eviction_refused = true;
             return;
         }
-        if self.serving(ordinal).is_some() {
-            let healthy = (0..self.sts_replicas).filter(|o| self.serving(*o).is_some()).count();
-            if healthy < self.sts_replicas as usize {
-                self.seen.eviction_refused = true;
-                return;
-            }
-        } else if matches!(
-            pod.state,
-            PodState::Broken | PodState::Crashed { .. } | PodState::Pending { .. }
-        ) {
+        if self.serving(ordinal).is_none()
+            && matches!(
+                pod.state,
+                PodState::Broken | PodState::Crashed { .. } | PodState::Pending { .. }
+            )
+        {
             self.seen.broken_member_restarted = true;
         }
         self.pods.get_mut(&ordinal).unwrap().state = PodState::Terminating { gone_at: now + 1 };
@@ -405,6 +425,13 @@ impl Model {
                 }
                 None
             }
+            Step::UpdateMember { id } if self.client_moves.contains(id) => Some(format!(
+                "committed server.{id}'s client address live: ZooKeeper closes its client port until it restarts"
+            )),
+            Step::MoveClientPort { id } => self.unsafe_step(&Step::Restart {
+                ordinal: ordinal(*id),
+                reason: String::new(),
+            }),
             Step::HandOff { id } => (self.serving_voters(&self.voters) < planner::quorum(self.voters.len()))
                 .then(|| format!("handed leadership off server.{id} without a serving quorum")),
             Step::SetReplicas(n) if *n < self.sts_replicas => {
@@ -435,6 +462,20 @@ impl Model {
                     self.config_version += 1;
                 }
             }
+            // The executor asks for a dry run of the eviction first: a line committed without the
+            // restart after it would leave the member without its client port.
+            Step::MoveClientPort { id } => {
+                let member = ordinal(*id);
+                if !self.eviction_allowed(member, observation.uids.get(&member).copied()) {
+                    self.seen.eviction_refused = true;
+                } else if self.reconfiguration_commits(observation, &self.voters) {
+                    self.handed_off.remove(id);
+                    self.client_moves.remove(id);
+                    self.seen.client_port_moved = true;
+                    self.config_version += 1;
+                    self.evict(member, observation.uids.get(&member).copied());
+                }
+            }
             // The executor commits the line, then restarts the member once every other member
             // serves (under the designated leader, if it led).
             Step::HandOff { id } => {
@@ -442,6 +483,7 @@ impl Model {
                     if !self.handed_off.insert(*id) {
                         self.handed_off.remove(id);
                     }
+                    self.client_moves.remove(id);
                     self.config_version += 1;
                     if self.leader == Some(*id) {
                         let successor = self
@@ -475,6 +517,7 @@ impl Model {
                 if !after.is_empty() && self.reconfiguration_commits(observation, &after) {
                     self.voters = after;
                     self.handed_off.remove(id);
+                    self.client_moves.remove(id);
                     self.config_version += 1;
                 }
             }
@@ -494,6 +537,7 @@ impl Model {
             && self.pods.len() == self.desired as usize
             && self.voters == (0..self.desired).map(id).collect()
             && self.handed_off.is_disjoint(&self.voters)
+            && self.client_moves.is_disjoint(&self.voters)
             && (0..self.desired)
                 .all(|o| self.serving(o).is_some() && self.pods.get(&o).is_some_and(|p| p.revision == self.revision))
     }
@@ -524,6 +568,8 @@ enum Event {
     },
     /// A fault that the operator sees a step late: it plans from the state before it.
     SeenLate(Box<Event>),
+    /// TLS goes fully on or off: every voter's line must move its client address.
+    MoveClientPorts,
     /// The operator dies before carrying out its step.
     OperatorRestart,
     Nothing,
@@ -537,6 +583,7 @@ fn fault() -> impl Strategy<Value = Event> {
         2 => (0u32..7, 1u64..6).prop_map(|(ordinal, steps)| Event::Crash { ordinal, steps }),
         1 => (0u32..7, 1u64..10).prop_map(|(ordinal, steps)| Event::Unschedulable { ordinal, steps }),
         2 => Just(Event::OperatorRestart),
+        1 => Just(Event::MoveClientPorts),
         8 => Just(Event::Nothing),
     ]
 }
@@ -590,6 +637,7 @@ fn run_with(model: Model, events: &[Event]) -> Result<Seen, String> {
                 let changed = tried.pods != model.pods
                     || tried.voters != model.voters
                     || tried.handed_off != model.handed_off
+                    || tried.client_moves != model.client_moves
                     || tried.sts_replicas != model.sts_replicas
                     || tried.volumes != model.volumes;
                 if changed {
@@ -619,6 +667,7 @@ fn run_with(model: Model, events: &[Event]) -> Result<Seen, String> {
                 }
             }
             Event::Scale(n) => model.desired = *n,
+            Event::MoveClientPorts => model.client_moves = model.voters.clone(),
             Event::PodVanishes { ordinal, late } => {
                 if let Some(pod) = model.pods.get_mut(ordinal) {
                     pod.state = PodState::Terminating {
@@ -656,6 +705,7 @@ fn run_with(model: Model, events: &[Event]) -> Result<Seen, String> {
             let mut late = previous.clone();
             late.view.voters = now.view.voters;
             late.view.outdated_lines = now.view.outdated_lines;
+            late.view.client_moves = now.view.client_moves;
             late.view.handed_off = now.view.handed_off;
             late.config_version = now.config_version;
             late
@@ -728,7 +778,7 @@ fn random_runs_reach_every_fault() {
         failure_persistence: None,
         ..Config::default()
     });
-    let mut counts = [0u32; 8];
+    let mut counts = [0u32; 9];
     let strategy = (
         prop::sample::select(vec![1u32, 3, 5]),
         prop::collection::vec(event(), 1..60),
@@ -745,11 +795,12 @@ fn random_runs_reach_every_fault() {
             seen.roll_stopped,
             seen.dead_voter_removed,
             seen.leadership_handed_off,
+            seen.client_port_moved,
         ]) {
             *count += u32::from(hit);
         }
     }
-    eprintln!("runs of 2000 with: quorum lost, broken member restarted, eviction refused, stale view acted on, unsafe stale step stopped by a guard, roll stopped, dead voter removed, leadership handed off: {counts:?}");
+    eprintln!("runs of 2000 with: quorum lost, broken member restarted, eviction refused, stale view acted on, unsafe stale step stopped by a guard, roll stopped, dead voter removed, leadership handed off, client port moved by a restart: {counts:?}");
     assert!(counts.iter().all(|c| *c > 0), "{counts:?}");
 }
 

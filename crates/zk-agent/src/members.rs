@@ -41,14 +41,19 @@ impl Member {
     /// The same member, as ZooKeeper means it: a client address of 0.0.0.0 is what ZooKeeper
     /// writes for "all addresses", which a line without an address also means.
     pub fn equivalent(&self, other: &Member) -> bool {
-        let address = |m: &Member| m.client_address.clone().filter(|a| a != "0.0.0.0");
         self.id == other.id
             && self.host == other.host
             && self.quorum_port == other.quorum_port
             && self.election_port == other.election_port
             && self.role == other.role
-            && self.client_port == other.client_port
-            && address(self) == address(other)
+            && self.same_client_address(other)
+    }
+
+    /// Whether both lines have the member listen for clients on the same address and port (no
+    /// address and 0.0.0.0 both mean all addresses).
+    pub fn same_client_address(&self, other: &Member) -> bool {
+        let address = |m: &Member| m.client_address.clone().filter(|a| a != "0.0.0.0");
+        self.client_port == other.client_port && address(self) == address(other)
     }
 }
 

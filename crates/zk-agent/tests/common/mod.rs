@@ -161,14 +161,20 @@ impl Ensemble {
         if let Some(java_home) = std::env::var_os("JAVA_HOME") {
             command.env("JAVA_HOME", java_home);
         }
-        if let Some(overrides) = &self.overrides {
-            // One file per member: rewriting a shared one for the next member truncated it while
-            // the member before was reading it, which then ran without the overrides (seen in
-            // make test: a member with no snapCount, so no snapshot to back up).
-            let file = self.root.join(format!("overrides-{i}"));
-            fs::write(&file, overrides).unwrap();
-            command.env("ZK_CONFIG_OVERRIDES_FILE", file);
+        // These tests are about identity, discovery and the lost-disk guard, not about how fast a
+        // lost follower is noticed: the default syncLimit (2 ticks, 4 s) dropped the quorum of
+        // two healthy members in a cold `make test`, their JVMs starved by the Go and Rust builds
+        // beside them. 5 ticks (10 s) bears that.
+        let mut overrides = self.overrides.clone().unwrap_or_default();
+        if !overrides.contains("syncLimit") {
+            overrides.push_str("\nsyncLimit=5\n");
         }
+        // One file per member: rewriting a shared one for the next member truncated it while
+        // the member before was reading it, which then ran without the overrides (seen in make
+        // test: a member with no snapCount, so no snapshot to back up).
+        let file = self.root.join(format!("overrides-{i}"));
+        fs::write(&file, overrides).unwrap();
+        command.env("ZK_CONFIG_OVERRIDES_FILE", file);
         command
     }
 
