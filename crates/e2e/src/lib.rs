@@ -236,10 +236,7 @@ pub const SCHEDULE: &[Planned] = &[
     )
     .with_members(1),
     plan("tenants", "the_operators_account_is_fenced", Shares, 10).with_members(0),
-    // Counted as 6 members: beside another ensemble its TLS client's session expired twice in
-    // four runs (stalls of 14 s and 35 s in the last rolls; alone it passed every time). Not
-    // understood yet: until then it runs beside the tests of 0 or 1 member only.
-    plan("tls", "a_plaintext_ensemble_moves_to_tls_in_place", Shares, 160).with_members(6),
+    plan("tls", "a_plaintext_ensemble_moves_to_tls_in_place", Shares, 110),
     plan(
         "tls",
         "certificates_and_the_authority_rotate_without_restarts",
