@@ -397,7 +397,13 @@ impl Model {
     fn unsafe_step(&self, step: &Step) -> Option<String> {
         match step {
             Step::Restart { ordinal, .. } => {
-                let others_down: Vec<u32> = self.down().into_iter().filter(|o| o != ordinal).collect();
+                // A pod beyond the StatefulSet's replicas that does not vote is on its way out
+                // (an observer of an abandoned scale-up): the ensemble does not count on it.
+                let others_down: Vec<u32> = self
+                    .down()
+                    .into_iter()
+                    .filter(|o| o != ordinal && (*o < self.sts_replicas || self.voters.contains(&id(*o))))
+                    .collect();
                 if self.serving(*ordinal).is_some() && !others_down.is_empty() {
                     return Some(format!(
                         "restarted serving member {ordinal} while members {others_down:?} were down"
