@@ -349,3 +349,174 @@ async fn snapshots_without_a_digest_are_read() {
     }
     assert!(most > 20, "the later snapshots hold the written nodes ({most})");
 }
+
+/// Runs an agent command like [`run`] and returns the peak memory (resident set, KiB) of its
+/// process, as the kernel accounted it.
+// The child is reaped by wait4 (which also gives its peak memory), not by Child::wait.
+#[allow(clippy::zombie_processes)]
+fn run_measured(zk: &Ensemble, member: u32, args: &[&str], ensemble_state: &str) -> (Output, u64) {
+    use std::os::unix::process::ExitStatusExt;
+    let stdout = zk.root.join("measured.stdout");
+    let stderr = zk.root.join("measured.stderr");
+    let child = zk
+        .agent(member, args[0], ensemble_state)
+        .args(&args[1..])
+        .env("ZOOKEEPER_VERSION", "3.9.5")
+        .env("ZK_REPORT_FILE", zk.root.join("report.json"))
+        .stdout(std::fs::File::create(&stdout).unwrap())
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn()
+        .expect("running zk-agent");
+    let mut status = 0;
+    // SAFETY: rusage is plain data the kernel fills in; the pid is our own child, not yet waited.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let waited = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert_eq!(waited, child.id() as i32, "wait4: {}", std::io::Error::last_os_error());
+    let output = Output {
+        status: std::process::ExitStatus::from_raw(status),
+        stdout: std::fs::read(&stdout).unwrap(),
+        stderr: std::fs::read(&stderr).unwrap(),
+    };
+    eprintln!(
+        "zk-agent {}: peak {} KiB\n{}\n{}",
+        args.join(" "),
+        usage.ru_maxrss,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output, usage.ru_maxrss as u64)
+}
+
+/// Incompressible bytes (xorshift), so that the backup's gzip copy is as large as the snapshot.
+fn noise(seed: u64, length: usize) -> Vec<u8> {
+    let mut state = seed | 1;
+    (0..length)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
+/// The backup and restore jobs run with a memory limit (1 GiB), and a member's snapshot can be
+/// larger: both must read, compress, upload, download and check a file in pieces. A snapshot of
+/// about 150 MB of incompressible data is backed up, checked and restored by processes that
+/// never hold more than 64 MiB; the restored member serves it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_snapshot_larger_than_the_agents_memory_is_backed_up_and_restored() {
+    const NODES: usize = 150;
+    const NODE_BYTES: usize = 1_000_000;
+    const PEAK_KIB: u64 = 64 * 1024;
+    let store = std::env::temp_dir().join("zk-agent-it-big-store");
+    let _ = std::fs::remove_dir_all(&store);
+    let target = store.to_str().unwrap().to_string();
+
+    let mut old = Ensemble::new("big-old", 1, 22300);
+    old.jvm_opts = Some("-Xmx768m -Xms256m -XX:+UseSerialGC -Xss512k".into());
+    old.start_all("new");
+    old.wait_ready(&[0], READY);
+    let client = common::client(&old.connect_string(&[0])).await;
+    create(&client, "/big", "").await;
+    let open = CreateMode::Persistent.with_acls(Acls::anyone_all());
+    for i in 0..NODES {
+        client
+            .create(&format!("/big/n{i:03}"), &noise(i as u64, NODE_BYTES), &open)
+            .await
+            .unwrap_or_else(|e| panic!("creating /big/n{i:03}: {e}"));
+    }
+    drop(client);
+    // A member that starts on its logs writes a snapshot of everything before it serves.
+    old.kill(0);
+    old.start(0, "existing");
+    old.wait_ready(&[0], READY);
+    let version_2 = old.data_dir(0).join("zookeeper/version-2");
+    let largest = std::fs::read_dir(&version_2)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("snapshot."))
+        .map(|e| e.metadata().unwrap().len())
+        .max()
+        .unwrap_or(0);
+    assert!(
+        largest > (NODES * NODE_BYTES) as u64,
+        "a snapshot holding every node ({largest} bytes)"
+    );
+
+    let name = "big-old-20261204T120000Z";
+    let (out, backup_peak) = run_measured(
+        &old,
+        0,
+        &[
+            "backup",
+            "--target",
+            &target,
+            "--name",
+            name,
+            "--namespace",
+            "it",
+            "--cluster",
+            "big-old",
+            "--member",
+            "zk-0",
+            "--server-id",
+            "1",
+        ],
+        "existing",
+    );
+    assert!(out.status.success() && report(&out).ok, "{:?}", report(&out));
+    let manifest: zk_agent::backup::Manifest =
+        serde_json::from_slice(&std::fs::read(store.join(name).join("manifest.json")).unwrap()).unwrap();
+    let snapshot = manifest.files.iter().find(|f| f.name.starts_with("snapshot.")).unwrap();
+    assert!(snapshot.size > (NODES * NODE_BYTES) as u64, "{snapshot:?}");
+    assert!(
+        snapshot.compressed_size > snapshot.size / 2,
+        "incompressible: {snapshot:?}"
+    );
+    drop(old);
+
+    let mut new = Ensemble::new("big-new", 1, 22400);
+    new.jvm_opts = Some("-Xmx768m -Xms256m -XX:+UseSerialGC -Xss512k".into());
+    let (out, check_peak) = run_measured(
+        &new,
+        0,
+        &["restore", "--target", &target, "--name", name, "--verify-only"],
+        "new",
+    );
+    assert!(out.status.success() && report(&out).ok, "{:?}", report(&out));
+    let (out, restore_peak) = run_measured(&new, 0, &["restore", "--target", &target, "--name", name], "new");
+    assert!(out.status.success() && report(&out).ok, "{:?}", report(&out));
+    eprintln!(
+        "snapshot {} MiB ({} MiB compressed): peak memory of the backup {} MiB, the check {} MiB, the restore {} MiB",
+        snapshot.size >> 20,
+        snapshot.compressed_size >> 20,
+        backup_peak >> 10,
+        check_peak >> 10,
+        restore_peak >> 10
+    );
+    for (what, peak) in [
+        ("backup", backup_peak),
+        ("check", check_peak),
+        ("restore", restore_peak),
+    ] {
+        assert!(
+            peak < PEAK_KIB && peak * 1024 < snapshot.size / 2,
+            "the {what} held {} MiB for a snapshot of {} MiB",
+            peak >> 10,
+            snapshot.size >> 20
+        );
+    }
+
+    new.start_all("new");
+    new.wait_ready(&[0], READY);
+    let client = common::client(&new.connect_string(&[0])).await;
+    assert_eq!(client.list_children("/big").await.unwrap().len(), NODES);
+    for i in [0, NODES / 2, NODES - 1] {
+        let (data, _) = client.get_data(&format!("/big/n{i:03}")).await.unwrap();
+        assert!(
+            data == noise(i as u64, NODE_BYTES),
+            "/big/n{i:03} restored byte for byte"
+        );
+    }
+}

@@ -15,6 +15,7 @@
 //!   int type; then the transaction), byte 'B'. A zero-length entry is the preallocated end.
 
 use std::fmt;
+use std::io::Read;
 
 pub const SNAPSHOT_MAGIC: u32 = u32::from_be_bytes(*b"ZKSN");
 pub const LOG_MAGIC: u32 = u32::from_be_bytes(*b"ZKLG");
@@ -45,15 +46,21 @@ pub fn hex(zxid: u64) -> String {
     format!("0x{zxid:x}")
 }
 
-/// Reads jute's binary archive and keeps ZooKeeper's running Adler32 of what was read.
-struct Reader<'a> {
-    bytes: &'a [u8],
+/// Reads jute's binary archive from any source (a file is read once, front to back, and never
+/// held whole) and keeps ZooKeeper's running Adler32 of what was read.
+struct Reader<R> {
+    source: R,
     at: usize,
+    adler: adler2::Adler32,
 }
 
-impl<'a> Reader<'a> {
-    fn new(bytes: &'a [u8]) -> Self {
-        Reader { bytes, at: 0 }
+impl<R: Read> Reader<R> {
+    fn new(source: R) -> Self {
+        Reader {
+            source,
+            at: 0,
+            adler: adler2::Adler32::new(),
+        }
     }
     fn fail<T>(&self, problem: impl Into<String>) -> Result<T, FormatError> {
         Err(FormatError {
@@ -61,22 +68,43 @@ impl<'a> Reader<'a> {
             problem: problem.into(),
         })
     }
-    fn take(&mut self, n: usize) -> Result<&'a [u8], FormatError> {
-        if self.bytes.len() - self.at < n {
-            return self.fail(format!("the file ends early (wanted {n} more bytes)"));
+    /// `n` bytes, or `None` when the source ends first. The buffer grows with what arrives, so a
+    /// corrupt length in a short file allocates no more than the file holds.
+    fn try_take(&mut self, n: usize) -> Result<Option<Vec<u8>>, FormatError> {
+        let mut bytes = Vec::with_capacity(n.min(64 << 10));
+        let read = (&mut self.source).take(n as u64).read_to_end(&mut bytes);
+        self.adler.write_slice(&bytes);
+        self.at += bytes.len();
+        if let Err(e) = read {
+            return self.fail(format!("reading: {e}"));
         }
-        let slice = &self.bytes[self.at..self.at + n];
-        self.at += n;
-        Ok(slice)
+        Ok((bytes.len() == n).then_some(bytes))
     }
-    fn u8(&mut self) -> Result<u8, FormatError> {
-        Ok(self.take(1)?[0])
+    fn take(&mut self, n: usize) -> Result<Vec<u8>, FormatError> {
+        match self.try_take(n)? {
+            Some(bytes) => Ok(bytes),
+            None => self.fail(format!("the file ends early (wanted {n} more bytes)")),
+        }
+    }
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], FormatError> {
+        let mut out = [0u8; N];
+        match self.source.read_exact(&mut out) {
+            Ok(()) => {
+                self.adler.write_slice(&out);
+                self.at += N;
+                Ok(out)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                self.fail(format!("the file ends early (wanted {N} more bytes)"))
+            }
+            Err(e) => self.fail(format!("reading: {e}")),
+        }
     }
     fn int(&mut self) -> Result<i32, FormatError> {
-        Ok(i32::from_be_bytes(self.take(4)?.try_into().expect("4 bytes")))
+        Ok(i32::from_be_bytes(self.array()?))
     }
     fn long(&mut self) -> Result<i64, FormatError> {
-        Ok(i64::from_be_bytes(self.take(8)?.try_into().expect("8 bytes")))
+        Ok(i64::from_be_bytes(self.array()?))
     }
     fn length(&mut self, what: &str) -> Result<Option<usize>, FormatError> {
         let n = self.int()?;
@@ -89,17 +117,17 @@ impl<'a> Reader<'a> {
         }
         Ok(Some(n))
     }
-    fn buffer(&mut self, what: &str) -> Result<Option<&'a [u8]>, FormatError> {
+    fn buffer(&mut self, what: &str) -> Result<Option<Vec<u8>>, FormatError> {
         match self.length(what)? {
             None => Ok(None),
             Some(n) => self.take(n).map(Some),
         }
     }
-    fn string(&mut self, what: &str) -> Result<Option<&'a str>, FormatError> {
+    fn string(&mut self, what: &str) -> Result<Option<String>, FormatError> {
         let start = self.at;
         match self.buffer(what)? {
             None => Ok(None),
-            Some(bytes) => std::str::from_utf8(bytes).map(Some).map_err(|_| FormatError {
+            Some(bytes) => String::from_utf8(bytes).map(Some).map_err(|_| FormatError {
                 offset: start,
                 problem: format!("{what} is not UTF-8"),
             }),
@@ -120,16 +148,23 @@ impl<'a> Reader<'a> {
     }
     /// ZooKeeper's seal: the Adler32 of every byte before it, then the string "/".
     fn seal(&mut self, what: &str) -> Result<(), FormatError> {
-        let expected = adler32(&self.bytes[..self.at]);
+        let expected = self.adler.checksum();
         let found = self.long()?;
         let slash = self.string("seal")?;
-        if found as u64 != expected as u64 || slash != Some("/") {
+        if found as u64 != expected as u64 || slash.as_deref() != Some("/") {
             return self.fail(format!("{what}: checksum mismatch (CRC corruption)"));
         }
         Ok(())
     }
-    fn at_end(&self) -> bool {
-        self.at == self.bytes.len()
+    fn at_end(&mut self) -> Result<bool, FormatError> {
+        let mut byte = [0u8; 1];
+        loop {
+            match self.source.read(&mut byte) {
+                Ok(n) => return Ok(n == 0),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return self.fail(format!("reading: {e}")),
+            }
+        }
     }
 }
 
@@ -167,8 +202,17 @@ pub struct Acl {
 }
 
 /// Parses a whole snapshot and checks its seals; `visit` sees every node.
-pub fn read_snapshot(bytes: &[u8], mut visit: impl FnMut(Node)) -> Result<SnapshotSummary, FormatError> {
-    let mut r = Reader::new(bytes);
+pub fn read_snapshot(bytes: &[u8], visit: impl FnMut(Node)) -> Result<SnapshotSummary, FormatError> {
+    read_snapshot_from(bytes, visit)
+}
+
+/// The sections that may follow the data tree take well under this; more is not a snapshot.
+const SNAPSHOT_TAIL_MAX: usize = 4096;
+
+/// [`read_snapshot`] from a reader, read once front to back: only one node is in memory at a
+/// time (wrap a file in a `BufReader`).
+pub fn read_snapshot_from(source: impl Read, mut visit: impl FnMut(Node)) -> Result<SnapshotSummary, FormatError> {
+    let mut r = Reader::new(source);
     r.header(SNAPSHOT_MAGIC, "snapshot")?;
     let sessions = r.int()?;
     if sessions < 0 {
@@ -189,8 +233,8 @@ pub fn read_snapshot(bytes: &[u8], mut visit: impl FnMut(Node)) -> Result<Snapsh
         let mut list = Vec::with_capacity(count.min(64));
         for _ in 0..count {
             let perms = r.int()?;
-            let scheme = r.string("ACL scheme")?.unwrap_or_default().to_string();
-            let id = r.string("ACL id")?.unwrap_or_default().to_string();
+            let scheme = r.string("ACL scheme")?.unwrap_or_default();
+            let id = r.string("ACL id")?.unwrap_or_default();
             list.push(Acl { perms, scheme, id });
         }
         acls.insert(id, list);
@@ -198,7 +242,7 @@ pub fn read_snapshot(bytes: &[u8], mut visit: impl FnMut(Node)) -> Result<Snapsh
     let mut nodes = 0u64;
     loop {
         let path = match r.string("path")? {
-            Some(path) => path.to_string(),
+            Some(path) => path,
             None => return r.fail("a node without a path"),
         };
         if path == "/" {
@@ -207,7 +251,7 @@ pub fn read_snapshot(bytes: &[u8], mut visit: impl FnMut(Node)) -> Result<Snapsh
         if !path.is_empty() && !path.starts_with('/') {
             return r.fail(format!("node path {path:?} is not absolute"));
         }
-        let data = r.buffer("node data")?.unwrap_or_default().to_vec();
+        let data = r.buffer("node data")?.unwrap_or_default();
         let acl_ref = r.long()?;
         let _czxid = r.long()?;
         let mzxid = r.long()? as u64;
@@ -246,13 +290,27 @@ pub fn read_snapshot(bytes: &[u8], mut visit: impl FnMut(Node)) -> Result<Snapsh
     r.seal("the data tree")?;
     // Two sealed sections may follow, each only when ZooKeeper is set to write it: the digest
     // (`digest.enabled`) and the last processed zxid. Which ones are there is told by their
-    // seals: the one layout whose every checksum matches and that ends with the file.
-    let tail = r.at;
+    // seals: the one layout whose every checksum matches and that ends with the file. The few
+    // bytes left are read once and each layout is tried on them.
+    let mut tail = Vec::new();
+    if let Err(e) = (&mut r.source)
+        .take(SNAPSHOT_TAIL_MAX as u64 + 1)
+        .read_to_end(&mut tail)
+    {
+        return r.fail(format!("reading: {e}"));
+    }
+    if tail.len() > SNAPSHOT_TAIL_MAX {
+        return r.fail("bytes after the last seal");
+    }
     let mut first_error = None;
     let mut last_processed_zxid = None;
     let mut read = false;
     for (digest, zxid) in [(true, true), (false, true), (true, false), (false, false)] {
-        let mut attempt = Reader { bytes, at: tail };
+        let mut attempt = Reader {
+            source: &tail[..],
+            at: r.at,
+            adler: r.adler,
+        };
         match snapshot_tail(&mut attempt, digest, zxid) {
             Ok(found) => {
                 last_processed_zxid = found;
@@ -275,7 +333,7 @@ pub fn read_snapshot(bytes: &[u8], mut visit: impl FnMut(Node)) -> Result<Snapsh
 }
 
 /// Reads the sections after a snapshot's data tree, as `digest` and `zxid` say they are there.
-fn snapshot_tail(r: &mut Reader, digest: bool, zxid: bool) -> Result<Option<u64>, FormatError> {
+fn snapshot_tail(r: &mut Reader<&[u8]>, digest: bool, zxid: bool) -> Result<Option<u64>, FormatError> {
     if digest {
         // The digest: long zxid, int version, then a long (version 2+) or a hex string.
         r.long()?;
@@ -292,7 +350,7 @@ fn snapshot_tail(r: &mut Reader, digest: bool, zxid: bool) -> Result<Option<u64>
         last_processed_zxid = Some(r.long()? as u64);
         r.seal("the last processed zxid")?;
     }
-    if !r.at_end() {
+    if !r.at_end()? {
         return r.fail("bytes after the last seal");
     }
     Ok(last_processed_zxid)
@@ -310,28 +368,41 @@ pub struct LogRecord {
 /// it, or the file is being read while it is written): reading stops at the last complete record.
 /// A complete record whose checksum does not match is corruption and fails.
 pub fn read_log(bytes: &[u8]) -> Result<Vec<LogRecord>, FormatError> {
-    let mut r = Reader::new(bytes);
+    read_log_from(bytes)
+}
+
+/// [`read_log`] from a reader, one record in memory at a time.
+pub fn read_log_from(source: impl Read) -> Result<Vec<LogRecord>, FormatError> {
+    let mut r = Reader::new(source);
     r.header(LOG_MAGIC, "transaction log")?;
     let mut records = Vec::new();
     loop {
         let start = r.at;
-        if bytes.len() - start < 12 {
+        let Some(head) = r.try_take(12)? else { break };
+        let crc = i64::from_be_bytes(head[..8].try_into().expect("8 bytes"));
+        let length = i32::from_be_bytes(head[8..].try_into().expect("4 bytes"));
+        if length <= 0 {
+            // The preallocated zeros.
             break;
         }
-        let crc = r.long()?;
-        let Some(length) = r.length("transaction")? else { break };
-        if length == 0 || bytes.len() - r.at < length + 1 {
-            // The preallocated zeros, or a record still being written.
-            break;
+        let length = length as usize;
+        if length > MAX_LENGTH {
+            return Err(FormatError {
+                offset: start + 8,
+                problem: format!("transaction length {length} is not plausible (corrupt)"),
+            });
         }
-        let entry = r.take(length)?;
-        if r.u8()? != END_OF_RECORD {
+        // A record still being written ends the log.
+        let Some(mut entry) = r.try_take(length + 1)? else {
+            break;
+        };
+        if entry.pop() != Some(END_OF_RECORD) {
             return Err(FormatError {
                 offset: start,
                 problem: "a record without its end marker".into(),
             });
         }
-        if crc as u64 != adler32(entry) as u64 {
+        if crc as u64 != adler32(&entry) as u64 {
             return Err(FormatError {
                 offset: start,
                 problem: "transaction checksum mismatch".into(),
@@ -518,6 +589,46 @@ mod tests {
             assert!(
                 read.as_ref().map(|r| r.len() < 3).unwrap_or(true),
                 "flipped byte {i} passed: {read:?}"
+            );
+        }
+    }
+
+    /// Hands out one byte per read, as a slow stream may.
+    struct Trickle<'a>(&'a [u8]);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            match (self.0.split_first(), buf.first_mut()) {
+                (Some((byte, rest)), Some(out)) => {
+                    *out = *byte;
+                    self.0 = rest;
+                    Ok(1)
+                }
+                _ => Ok(0),
+            }
+        }
+    }
+
+    #[test]
+    fn a_file_read_as_a_trickling_stream_reads_as_the_whole_file() {
+        let bytes = snapshot(&[("", b""), ("/foo", b"bar"), ("/foo/baz", b"qux")], Some(9));
+        for cut in [bytes.len(), bytes.len() - 54, bytes.len() - 21, bytes.len() - 3, 40] {
+            let mut whole = Vec::new();
+            let mut streamed = Vec::new();
+            let from_slice = read_snapshot(&bytes[..cut], |n| whole.push(n));
+            let from_stream = read_snapshot_from(Trickle(&bytes[..cut]), |n| streamed.push(n));
+            assert_eq!(from_slice, from_stream, "cut at {cut}");
+            assert_eq!(whole, streamed);
+        }
+        let mut longer = bytes.clone();
+        longer.extend([0u8; SNAPSHOT_TAIL_MAX + 10]);
+        assert!(read_snapshot_from(Trickle(&longer), |_| {}).is_err());
+        let log = log(&[1, 2, 3], 64);
+        for cut in [log.len(), log.len() - 64, log.len() - 70, 10] {
+            assert_eq!(
+                read_log(&log[..cut]),
+                read_log_from(Trickle(&log[..cut])),
+                "cut at {cut}"
             );
         }
     }

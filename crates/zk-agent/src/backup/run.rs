@@ -9,10 +9,12 @@ use crate::log;
 use bytes::Bytes;
 use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
+use futures::TryStreamExt;
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use tokio_util::io::{StreamReader, SyncIoBridge};
 
 pub struct BackupOptions {
     pub target: Target,
@@ -49,16 +51,6 @@ pub fn now_seconds() -> i64 {
         .unwrap_or(0)
 }
 
-fn sha256(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn gzip(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
-    let mut encoder = GzEncoder::new(Vec::with_capacity(bytes.len() / 4 + 64), flate2::Compression::new(6));
-    encoder.write_all(bytes)?;
-    encoder.finish()
-}
-
 fn failed(name: &str, started: Instant, message: String) -> JobReport {
     JobReport {
         ok: false,
@@ -84,11 +76,18 @@ pub async fn backup(opts: &BackupOptions) -> JobReport {
 }
 
 struct Prepared {
-    snapshot: (String, Vec<u8>),
+    /// The snapshot's file name and size, as it was read and verified.
+    snapshot: (String, u64),
     nodes: u64,
     snapshot_zxid: u64,
     cut: plan::Cut,
-    logs: Vec<(String, Vec<u8>)>,
+}
+
+/// Files are read in pieces of this size, never whole.
+const CHUNK: usize = 1 << 20;
+
+fn open_buffered(path: &Path) -> std::io::Result<std::io::BufReader<std::fs::File>> {
+    Ok(std::io::BufReader::with_capacity(CHUNK, std::fs::File::open(path)?))
 }
 
 fn prepare(opts: &BackupOptions) -> Result<Prepared, String> {
@@ -110,11 +109,15 @@ fn prepare(opts: &BackupOptions) -> Result<Prepared, String> {
         if opts.committed_zxid.is_some_and(|c| *zxid > c) && newer.is_some() {
             continue;
         }
-        let bytes = std::fs::read(dir.join(name)).map_err(|e| format!("reading {name}: {e}"))?;
-        match format::read_snapshot(&bytes, |_| {}) {
+        let path = dir.join(name);
+        let size = std::fs::metadata(&path)
+            .map_err(|e| format!("reading {name}: {e}"))?
+            .len();
+        let file = open_buffered(&path).map_err(|e| format!("reading {name}: {e}"))?;
+        match format::read_snapshot_from(file, |_| {}) {
             Ok(summary) => {
                 let end = summary.last_processed_zxid.unwrap_or(*zxid).max(*zxid);
-                let candidate = (*zxid, name.clone(), bytes, summary);
+                let candidate = (*zxid, name.clone(), size, summary);
                 if opts.committed_zxid.is_none_or(|c| end <= c) {
                     chosen = Some(candidate);
                     break;
@@ -126,28 +129,109 @@ fn prepare(opts: &BackupOptions) -> Result<Prepared, String> {
         }
     }
     let chosen = chosen.or(newer);
-    let (snapshot_zxid, snapshot_name, snapshot_bytes, summary) =
+    let (snapshot_zxid, snapshot_name, snapshot_size, summary) =
         chosen.ok_or_else(|| "none of the newest snapshots is valid (checksums or format)".to_string())?;
     let snapshot_end = summary.last_processed_zxid.unwrap_or(snapshot_zxid).max(snapshot_zxid);
-    let mut logs = Vec::new();
     let mut read = Vec::new();
     for (_, name) in plan::logs_after(&names, snapshot_zxid) {
-        let bytes = std::fs::read(dir.join(&name)).map_err(|e| format!("reading {name}: {e}"))?;
-        let records = format::read_log(&bytes).map_err(|e| format!("{name}: {e}"))?;
-        // Logs are preallocated (64 MiB by default): only their records are kept in memory.
-        let mut bytes = bytes;
-        bytes.truncate(records.last().map_or(0, |r| r.end));
-        bytes.shrink_to_fit();
-        read.push((name.clone(), records));
-        logs.push((name, bytes));
+        let file = open_buffered(&dir.join(&name)).map_err(|e| format!("reading {name}: {e}"))?;
+        let records = format::read_log_from(file).map_err(|e| format!("{name}: {e}"))?;
+        read.push((name, records));
     }
     let cut = plan::cut(snapshot_zxid, snapshot_end, opts.committed_zxid, &read)?;
     Ok(Prepared {
-        snapshot: (snapshot_name, snapshot_bytes),
+        snapshot: (snapshot_name, snapshot_size),
         nodes: summary.nodes,
         snapshot_zxid,
         cut,
-        logs,
+    })
+}
+
+/// Counts and hashes what passes.
+#[derive(Default)]
+struct Tally {
+    sha256: Sha256,
+    length: u64,
+}
+
+impl Tally {
+    fn add(&mut self, bytes: &[u8]) {
+        self.sha256.update(bytes);
+        self.length += bytes.len() as u64;
+    }
+    fn hex(&self) -> String {
+        self.sha256
+            .clone()
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}
+
+/// Sends the first `length` bytes of a file, compressed, in pieces: memory holds a piece and a
+/// few parts of the upload, whatever the file's size.
+async fn upload_file(
+    store: &Store,
+    backup: &str,
+    name: &str,
+    path: &Path,
+    length: u64,
+    last_zxid: Option<u64>,
+) -> Result<FileEntry, String> {
+    let object = format!("{name}.gz");
+    let mut upload = store.upload(backup, &object);
+    let sent: Result<(Tally, Tally), String> = async {
+        let mut source = std::fs::File::open(path)
+            .map_err(|e| format!("reading {name}: {e}"))?
+            .take(length);
+        let mut raw = Tally::default();
+        let mut compressed = Tally::default();
+        let mut encoder = GzEncoder::new(Vec::with_capacity(CHUNK), flate2::Compression::new(6));
+        let mut chunk = vec![0u8; CHUNK];
+        loop {
+            let n = source.read(&mut chunk).map_err(|e| format!("reading {name}: {e}"))?;
+            if n == 0 {
+                break;
+            }
+            raw.add(&chunk[..n]);
+            encoder
+                .write_all(&chunk[..n])
+                .map_err(|e| format!("compressing {name}: {e}"))?;
+            let out = std::mem::take(encoder.get_mut());
+            compressed.add(&out);
+            upload.write(&out).await.map_err(|e| e.to_string())?;
+            *encoder.get_mut() = out;
+            encoder.get_mut().clear();
+        }
+        let out = encoder.finish().map_err(|e| format!("compressing {name}: {e}"))?;
+        compressed.add(&out);
+        upload.write(&out).await.map_err(|e| e.to_string())?;
+        if raw.length != length {
+            return Err(format!(
+                "{name} ended after {} bytes, {length} were read and verified before: changed while backed up",
+                raw.length
+            ));
+        }
+        Ok((raw, compressed))
+    }
+    .await;
+    let (raw, compressed) = match sent {
+        Ok(tallies) => tallies,
+        Err(message) => {
+            upload.abort().await;
+            return Err(message);
+        }
+    };
+    upload.finish().await.map_err(|e| e.to_string())?;
+    Ok(FileEntry {
+        name: name.to_string(),
+        object,
+        size: raw.length,
+        sha256: raw.hex(),
+        compressed_size: compressed.length,
+        compressed_sha256: compressed.hex(),
+        last_zxid: last_zxid.map(hex),
     })
 }
 
@@ -155,42 +239,23 @@ async fn backup_inner(opts: &BackupOptions, started: Instant) -> Result<JobRepor
     let store = Store::open(&opts.target).map_err(|e| e.to_string())?;
     let prepared = prepare(opts)?;
     log(&format!(
-        "backup {}: snapshot {} ({} nodes), {} logs, up to zxid {}",
+        "backup {}: snapshot {} ({} nodes, {} bytes), {} logs, up to zxid {}",
         opts.name,
         prepared.snapshot.0,
         prepared.nodes,
+        prepared.snapshot.1,
         prepared.cut.logs.len(),
         hex(prepared.cut.zxid)
     ));
-    let mut files = Vec::new();
-    let mut uploads: Vec<(String, &[u8], Option<u64>)> =
-        vec![(prepared.snapshot.0.clone(), &prepared.snapshot.1, None)];
+    let dir = opts.zookeeper_data_dir.join("version-2");
+    let mut uploads: Vec<(String, u64, Option<u64>)> = vec![(prepared.snapshot.0.clone(), prepared.snapshot.1, None)];
     for log_cut in &prepared.cut.logs {
-        let bytes = &prepared
-            .logs
-            .iter()
-            .find(|(n, _)| *n == log_cut.name)
-            .expect("a cut names a read log")
-            .1;
-        uploads.push((log_cut.name.clone(), &bytes[..log_cut.end], log_cut.last_zxid));
+        uploads.push((log_cut.name.clone(), log_cut.end as u64, log_cut.last_zxid));
     }
+    let mut files = Vec::new();
     let result: Result<(), String> = async {
-        for (name, bytes, last_zxid) in &uploads {
-            let compressed = gzip(bytes).map_err(|e| format!("compressing {name}: {e}"))?;
-            let entry = FileEntry {
-                name: name.clone(),
-                object: format!("{name}.gz"),
-                size: bytes.len() as u64,
-                sha256: sha256(bytes),
-                compressed_size: compressed.len() as u64,
-                compressed_sha256: sha256(&compressed),
-                last_zxid: last_zxid.map(hex),
-            };
-            store
-                .put(&opts.name, &entry.object, Bytes::from(compressed))
-                .await
-                .map_err(|e| e.to_string())?;
-            files.push(entry);
+        for (name, length, last_zxid) in &uploads {
+            files.push(upload_file(&store, &opts.name, name, &dir.join(name), *length, *last_zxid).await?);
         }
         Ok(())
     }
@@ -272,10 +337,10 @@ async fn retention(store: &Store, opts: &BackupOptions, now: i64) -> Result<Vec<
     Ok(expired)
 }
 
-/// A verified backup, ready to be written.
+/// A backup downloaded and verified (and written to the staging directory, unless only checked).
 struct Fetched {
     manifest: Manifest,
-    files: Vec<(String, Vec<u8>)>,
+    files: usize,
 }
 
 pub async fn restore(opts: &RestoreOptions) -> JobReport {
@@ -303,17 +368,30 @@ pub async fn restore(opts: &RestoreOptions) -> JobReport {
             }
         }
     }
-    let fetched = match fetch(opts).await {
-        Ok(fetched) => fetched,
-        Err(message) => return failed(&opts.name, started, message),
+    let staging = if opts.verify_only {
+        None
+    } else {
+        match staging_directory(&opts.zookeeper_data_dir) {
+            Ok(staging) => Some(staging),
+            Err(e) => return failed(&opts.name, started, format!("writing the restored data: {e}")),
+        }
     };
-    if !opts.verify_only {
-        if let Err(e) = write_data(&opts.zookeeper_data_dir, &fetched.files) {
+    let fetched = match fetch(opts, staging.as_deref()).await {
+        Ok(fetched) => fetched,
+        Err(message) => {
+            if let Some(staging) = &staging {
+                let _ = std::fs::remove_dir_all(staging);
+            }
+            return failed(&opts.name, started, message);
+        }
+    };
+    if let Some(staging) = &staging {
+        if let Err(e) = put_in_place(&opts.zookeeper_data_dir, staging) {
             return failed(&opts.name, started, format!("writing the restored data: {e}"));
         }
         log(&format!(
             "restore: {} files of backup {} written to {} (zxid {})",
-            fetched.files.len(),
+            fetched.files,
             opts.name,
             opts.zookeeper_data_dir.display(),
             fetched.manifest.zxid
@@ -346,7 +424,7 @@ fn skipped(opts: &RestoreOptions, started: Instant, why: &str) -> JobReport {
     }
 }
 
-async fn fetch(opts: &RestoreOptions) -> Result<Fetched, String> {
+async fn fetch(opts: &RestoreOptions, staging: Option<&Path>) -> Result<Fetched, String> {
     let store = Store::open(&opts.target).map_err(|e| e.to_string())?;
     let name = &opts.name;
     let text = store.get(name, MANIFEST).await.map_err(|e| e.to_string())?.ok_or_else(|| {
@@ -388,7 +466,7 @@ async fn fetch(opts: &RestoreOptions) -> Result<Fetched, String> {
             ));
         }
     }
-    let mut files = Vec::new();
+    let mut files = 0;
     let mut all_zxids = Vec::new();
     let mut snapshot_end = snapshot_zxid;
     let mut snapshots = 0;
@@ -400,8 +478,15 @@ async fn fetch(opts: &RestoreOptions) -> Result<Fetched, String> {
                 entry.name
             ));
         }
-        let compressed = store
-            .get(name, &entry.object)
+        let is_snapshot = format::zxid_of(&entry.name, "snapshot").is_some();
+        if !is_snapshot && format::zxid_of(&entry.name, "log").is_none() {
+            return Err(format!(
+                "backup {name}: the manifest names {:?}, neither a snapshot nor a log",
+                entry.name
+            ));
+        }
+        let stream = store
+            .get_stream(name, &entry.object)
             .await
             .map_err(|e| e.to_string())?
             .ok_or_else(|| {
@@ -411,58 +496,56 @@ async fn fetch(opts: &RestoreOptions) -> Result<Fetched, String> {
                     store.describe()
                 )
             })?;
-        if sha256(&compressed) != entry.compressed_sha256 || compressed.len() as u64 != entry.compressed_size {
-            return Err(format!(
-                "backup {name} is corrupt: {} does not match the SHA-256 and size in its manifest",
-                entry.object
-            ));
-        }
-        let mut bytes = Vec::with_capacity(entry.size as usize);
-        GzDecoder::new(&compressed[..])
-            .read_to_end(&mut bytes)
-            .map_err(|e| format!("backup {name} is corrupt: {} does not decompress: {e}", entry.object))?;
-        if sha256(&bytes) != entry.sha256 || bytes.len() as u64 != entry.size {
-            return Err(format!(
-                "backup {name} is corrupt: {} does not match its manifest once decompressed",
-                entry.name
-            ));
-        }
-        if format::zxid_of(&entry.name, "snapshot").is_some() {
-            let summary =
-                format::read_snapshot(&bytes, |_| {}).map_err(|e| format!("backup {name}: {}: {e}", entry.name))?;
-            snapshot_end = snapshot_end.max(summary.last_processed_zxid.unwrap_or(0));
-            snapshots += 1;
-            files.push((entry.name.clone(), bytes));
-        } else if format::zxid_of(&entry.name, "log").is_some() {
-            let records = format::read_log(&bytes).map_err(|e| format!("backup {name}: {}: {e}", entry.name))?;
-            let last = records.last().map(|r| hex(r.zxid));
-            if last != entry.last_zxid {
-                return Err(format!(
-                    "backup {name} is corrupt: {} ends at {}, its manifest says {}",
-                    entry.name,
-                    last.unwrap_or_else(|| "nothing".into()),
-                    entry.last_zxid.clone().unwrap_or_else(|| "nothing".into())
-                ));
+        let source = SyncIoBridge::new(StreamReader::new(stream.map_err(std::io::Error::other)));
+        let out = staging.map(|dir| dir.join(&entry.name));
+        let (backup, checked_entry, written) = (name.clone(), entry.clone(), out.clone());
+        let checked = tokio::task::spawn_blocking(move || {
+            check_object(&backup, &checked_entry, is_snapshot, source, written.as_deref())
+        })
+        .await
+        .map_err(|e| format!("backup {name}: checking {}: {e}", entry.object))??;
+        match checked {
+            Checked::Snapshot(summary) => {
+                snapshot_end = snapshot_end.max(summary.last_processed_zxid.unwrap_or(0));
+                snapshots += 1;
+                files += 1;
             }
-            let keep = match opts.up_to_zxid {
-                Some(up_to) => records.iter().rev().find(|r| r.zxid <= up_to).map(|r| r.end),
-                None => records.last().map(|r| r.end),
-            };
-            all_zxids.extend(
-                records
-                    .iter()
-                    .map(|r| r.zxid)
-                    .filter(|z| opts.up_to_zxid.is_none_or(|u| *z <= u)),
-            );
-            if let Some(end) = keep {
-                bytes.truncate(end);
-                files.push((entry.name.clone(), bytes));
+            Checked::Log(records) => {
+                let last = records.last().map(|r| hex(r.zxid));
+                if last != entry.last_zxid {
+                    return Err(format!(
+                        "backup {name} is corrupt: {} ends at {}, its manifest says {}",
+                        entry.name,
+                        last.unwrap_or_else(|| "nothing".into()),
+                        entry.last_zxid.clone().unwrap_or_else(|| "nothing".into())
+                    ));
+                }
+                let keep = match opts.up_to_zxid {
+                    Some(up_to) => records.iter().rev().find(|r| r.zxid <= up_to).map(|r| r.end),
+                    None => records.last().map(|r| r.end),
+                };
+                all_zxids.extend(
+                    records
+                        .iter()
+                        .map(|r| r.zxid)
+                        .filter(|z| opts.up_to_zxid.is_none_or(|u| *z <= u)),
+                );
+                if let Some(path) = &out {
+                    let written = |e: std::io::Error| format!("writing {}: {e}", path.display());
+                    match keep {
+                        Some(end) if end as u64 != entry.size => {
+                            let file = std::fs::OpenOptions::new().write(true).open(path).map_err(written)?;
+                            file.set_len(end as u64).map_err(written)?;
+                            file.sync_all().map_err(written)?;
+                        }
+                        Some(_) => {}
+                        None => std::fs::remove_file(path).map_err(written)?,
+                    }
+                }
+                if keep.is_some() {
+                    files += 1;
+                }
             }
-        } else {
-            return Err(format!(
-                "backup {name}: the manifest names {:?}, neither a snapshot nor a log",
-                entry.name
-            ));
         }
     }
     if snapshots != 1 {
@@ -488,24 +571,141 @@ async fn fetch(opts: &RestoreOptions) -> Result<Fetched, String> {
     Ok(Fetched { manifest, files })
 }
 
-/// Writes the files into `version-2` atomically: a directory written and synced beside it, then
-/// renamed, so that a member never starts on half a restore.
-fn write_data(zookeeper_data_dir: &Path, files: &[(String, Vec<u8>)]) -> std::io::Result<()> {
+/// Counts, hashes and (when asked) copies what is read through it, and keeps the first error
+/// of what it reads from, so that a failure is told by where it happened.
+struct Passing<'w, R> {
+    inner: R,
+    tally: Tally,
+    /// More than this many bytes is an error (a decompressed size beyond the manifest's).
+    limit: u64,
+    read_error: Option<String>,
+    copy_to: Option<&'w mut std::fs::File>,
+    write_error: Option<String>,
+}
+
+impl<'w, R: Read> Passing<'w, R> {
+    fn new(inner: R, limit: u64, copy_to: Option<&'w mut std::fs::File>) -> Self {
+        Passing {
+            inner,
+            tally: Tally::default(),
+            limit,
+            read_error: None,
+            copy_to,
+            write_error: None,
+        }
+    }
+}
+
+impl<R: Read> Read for Passing<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = match self.inner.read(buf) {
+            Ok(n) => n,
+            Err(e) => {
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    self.read_error.get_or_insert_with(|| e.to_string());
+                }
+                return Err(e);
+            }
+        };
+        self.tally.add(&buf[..n]);
+        if self.tally.length > self.limit {
+            return Err(std::io::Error::other("longer than its manifest says"));
+        }
+        if let Some(out) = self.copy_to.as_mut() {
+            if let Err(e) = out.write_all(&buf[..n]) {
+                self.write_error.get_or_insert_with(|| e.to_string());
+                self.copy_to = None;
+                return Err(std::io::Error::other("writing the restored file failed"));
+            }
+        }
+        Ok(n)
+    }
+}
+
+enum Checked {
+    Snapshot(format::SnapshotSummary),
+    Log(Vec<format::LogRecord>),
+}
+
+/// Reads one object of a backup as it arrives: its compressed bytes are hashed, decompressed,
+/// hashed again, parsed, and written to `out` when given; memory holds a few buffers, whatever
+/// the object's size. Failures are named in the order of what was read: the object as stored,
+/// its decompression, the file it holds, the file's format.
+fn check_object(
+    backup: &str,
+    entry: &FileEntry,
+    is_snapshot: bool,
+    source: impl Read,
+    out: Option<&Path>,
+) -> Result<Checked, String> {
+    let corrupt = |what: &str| format!("backup {backup} is corrupt: {what}");
+    let mut file = match out {
+        Some(path) => Some(std::fs::File::create(path).map_err(|e| format!("writing {}: {e}", path.display()))?),
+        None => None,
+    };
+    let mut compressed = Passing::new(source, entry.compressed_size, None);
+    let (parsed, decompressed, write_error) = {
+        let mut raw = Passing::new(GzDecoder::new(&mut compressed), entry.size, file.as_mut());
+        let parsed = {
+            let reader = std::io::BufReader::with_capacity(64 << 10, &mut raw);
+            if is_snapshot {
+                format::read_snapshot_from(reader, |_| {}).map(Checked::Snapshot)
+            } else {
+                format::read_log_from(reader).map(Checked::Log)
+            }
+        };
+        let _ = std::io::copy(&mut raw, &mut std::io::sink());
+        (parsed, (raw.tally, raw.read_error), raw.write_error)
+    };
+    let _ = std::io::copy(&mut compressed, &mut std::io::sink());
+    if let Some(e) = compressed.read_error {
+        return Err(format!("backup {backup}: reading {}: {e}", entry.object));
+    }
+    if compressed.tally.length != entry.compressed_size || compressed.tally.hex() != entry.compressed_sha256 {
+        return Err(corrupt(&format!(
+            "{} does not match the SHA-256 and size in its manifest",
+            entry.object
+        )));
+    }
+    let (raw, decompress_error) = decompressed;
+    if let Some(e) = decompress_error {
+        return Err(corrupt(&format!("{} does not decompress: {e}", entry.object)));
+    }
+    if let (Some(e), Some(path)) = (write_error, out) {
+        return Err(format!("writing {}: {e}", path.display()));
+    }
+    if raw.length != entry.size || raw.hex() != entry.sha256 {
+        return Err(corrupt(&format!(
+            "{} does not match its manifest once decompressed",
+            entry.name
+        )));
+    }
+    let parsed = parsed.map_err(|e| format!("backup {backup}: {}: {e}", entry.name))?;
+    if let (Some(file), Some(path)) = (file, out) {
+        file.sync_all()
+            .map_err(|e| format!("writing {}: {e}", path.display()))?;
+    }
+    Ok(parsed)
+}
+
+/// An empty directory beside `version-2` that the restore writes into.
+fn staging_directory(zookeeper_data_dir: &Path) -> std::io::Result<PathBuf> {
     std::fs::create_dir_all(zookeeper_data_dir)?;
     let staging = zookeeper_data_dir.join("version-2.restoring");
     let _ = std::fs::remove_dir_all(&staging);
     std::fs::create_dir_all(&staging)?;
-    for (name, bytes) in files {
-        let mut file = std::fs::File::create(staging.join(name))?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-    }
-    std::fs::File::open(&staging)?.sync_all()?;
+    Ok(staging)
+}
+
+/// Puts the written and synced staging directory in place of `version-2` by a rename, so that a
+/// member never starts on half a restore.
+fn put_in_place(zookeeper_data_dir: &Path, staging: &Path) -> std::io::Result<()> {
+    std::fs::File::open(staging)?.sync_all()?;
     let live = zookeeper_data_dir.join("version-2");
     if live.exists() {
         // Only files ZooKeeper writes before it has data (epochs): the guard found no data.
         std::fs::remove_dir_all(&live)?;
     }
-    std::fs::rename(&staging, &live)?;
+    std::fs::rename(staging, &live)?;
     std::fs::File::open(zookeeper_data_dir)?.sync_all()
 }

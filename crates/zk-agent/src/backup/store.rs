@@ -3,11 +3,12 @@
 //! Layout: `<prefix>/<backup name>/<file>.gz` and `<prefix>/<backup name>/manifest.json`.
 
 use bytes::Bytes;
+use futures::stream::BoxStream;
 use futures::TryStreamExt;
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
-use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, RetryConfig};
+use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, RetryConfig, WriteMultipart};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -118,9 +119,12 @@ impl Store {
                             .into(),
                     ));
                 }
+                // A download is one request however large the object: it may take long, but
+                // never sit silent for a minute.
                 let mut options = ClientOptions::new()
                     .with_connect_timeout(Duration::from_secs(5))
-                    .with_timeout(Duration::from_secs(120));
+                    .with_read_timeout(Duration::from_secs(60))
+                    .with_timeout(Duration::from_secs(3600));
                 if let Some(endpoint) = endpoint {
                     options = options.with_allow_http(endpoint.starts_with("http://"));
                 }
@@ -195,6 +199,57 @@ impl Store {
             })
     }
 
+    /// An object written as it is produced: held in memory up to one part, sent as one request
+    /// when it is no larger, and as a multipart upload of parts of that size (a few in flight)
+    /// when it is.
+    pub fn upload(&self, backup: &str, object: &str) -> Upload<'_> {
+        Upload {
+            store: self,
+            backup: backup.to_string(),
+            object: object.to_string(),
+            pending: Vec::new(),
+            multipart: None,
+        }
+    }
+
+    fn access_error(
+        &self,
+        action: &'static str,
+        backup: &str,
+        object: &str,
+        source: object_store::Error,
+    ) -> StoreError {
+        StoreError::Access {
+            action,
+            what: format!("{backup}/{object}"),
+            target: self.target.clone(),
+            source: Box::new(source),
+        }
+    }
+
+    /// The object's bytes as they arrive; `None` when the object does not exist.
+    pub async fn get_stream(
+        &self,
+        backup: &str,
+        object: &str,
+    ) -> Result<Option<BoxStream<'static, Result<Bytes, StoreError>>>, StoreError> {
+        match self.inner.get(&self.path(backup, object)).await {
+            Ok(result) => {
+                let (backup, object, target) = (backup.to_string(), object.to_string(), self.target.clone());
+                Ok(Some(Box::pin(result.into_stream().map_err(move |source| {
+                    StoreError::Access {
+                        action: "reading",
+                        what: format!("{backup}/{object}"),
+                        target: target.clone(),
+                        source: Box::new(source),
+                    }
+                }))))
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.access_error("reading", backup, object, e)),
+        }
+    }
+
     /// `None` when the object does not exist.
     pub async fn get(&self, backup: &str, object: &str) -> Result<Option<Bytes>, StoreError> {
         let access = |source: object_store::Error| StoreError::Access {
@@ -260,5 +315,72 @@ impl Store {
             }
         }
         Ok(())
+    }
+}
+
+/// The size of each part of a multipart upload (S3 takes 5 MiB at least, but for the last).
+pub const PART_SIZE: usize = 8 << 20;
+/// Parts sent at once: memory is about a part more than this many parts.
+const PARTS_IN_FLIGHT: usize = 2;
+
+/// One object being written; see [`Store::upload`]. Nothing is visible under the object's name
+/// before [`Upload::finish`]; on an error, [`Upload::abort`] drops what was sent.
+pub struct Upload<'a> {
+    store: &'a Store,
+    backup: String,
+    object: String,
+    pending: Vec<u8>,
+    multipart: Option<WriteMultipart>,
+}
+
+impl Upload<'_> {
+    fn error(&self, action: &'static str, source: object_store::Error) -> StoreError {
+        self.store.access_error(action, &self.backup, &self.object, source)
+    }
+
+    pub async fn write(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
+        if self.multipart.is_none() {
+            if self.pending.len() + bytes.len() <= PART_SIZE {
+                self.pending.extend_from_slice(bytes);
+                return Ok(());
+            }
+            let path = self.store.path(&self.backup, &self.object);
+            let upload = self
+                .store
+                .inner
+                .put_multipart(&path)
+                .await
+                .map_err(|e| self.error("writing", e))?;
+            let mut multipart = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+            multipart.write(&std::mem::take(&mut self.pending));
+            self.multipart = Some(multipart);
+        }
+        let multipart = self.multipart.as_mut().expect("started above");
+        if let Err(e) = multipart.wait_for_capacity(PARTS_IN_FLIGHT).await {
+            return Err(self.error("writing", e));
+        }
+        self.multipart.as_mut().expect("started above").write(bytes);
+        Ok(())
+    }
+
+    pub async fn finish(mut self) -> Result<(), StoreError> {
+        match self.multipart.take() {
+            Some(multipart) => multipart
+                .finish()
+                .await
+                .map(|_| ())
+                .map_err(|e| self.error("writing", e)),
+            None => {
+                let bytes = Bytes::from(std::mem::take(&mut self.pending));
+                self.store.put(&self.backup, &self.object, bytes).await
+            }
+        }
+    }
+
+    /// Best effort: the parts already sent are dropped.
+    pub async fn abort(mut self) {
+        if let Some(multipart) = self.multipart.take() {
+            let _ = multipart.abort().await;
+        }
     }
 }

@@ -45,6 +45,8 @@ pub struct Ensemble {
     children: Vec<Option<Child>>,
     /// ZooKeeper settings for every member (`key=value` lines), if any.
     pub overrides: Option<String>,
+    /// The members' JVM options, when not [`JVM_OPTS`].
+    pub jvm_opts: Option<String>,
 }
 
 impl Ensemble {
@@ -62,6 +64,7 @@ impl Ensemble {
             base_port,
             children: (0..size).map(|_| None).collect(),
             overrides: None,
+            jvm_opts: None,
         };
         ensemble.set_resolvable(&(0..size).collect::<Vec<_>>());
         fs::write(ensemble.members_file(), ensemble.members_text()).unwrap();
@@ -157,7 +160,7 @@ impl Ensemble {
             .env("ZK_ENSEMBLE_STATE", ensemble_state)
             .env("ZK_DNS_TIMEOUT_SECONDS", "120")
             .env("ZOOKEEPER_HOME", zookeeper_home())
-            .env("ZK_JVM_OPTS", JVM_OPTS);
+            .env("ZK_JVM_OPTS", self.jvm_opts.as_deref().unwrap_or(JVM_OPTS));
         if let Some(java_home) = std::env::var_os("JAVA_HOME") {
             command.env("JAVA_HOME", java_home);
         }
