@@ -78,6 +78,8 @@ demo: install $(if $(PROMETHEUS),prometheus)
 e2e: install prometheus s3-store
 	cargo run -q --locked -p e2e --bin e2e-run -- $(E2E)
 
+# e2e-full also upgrades from the release before the default: its image is built and loaded too.
+e2e-full: export ZOOKEEPER_VERSIONS := $(ZOOKEEPER_VERSIONS) 3.9.4
 e2e-full: install prometheus s3-store
 	cargo run -q --locked -p e2e --bin e2e-run -- --full $(E2E)
 

@@ -170,6 +170,14 @@ pub const SCHEDULE: &[Planned] = &[
     )
     .with_members(5),
     plan("day2", "version_upgrade_from_3_8_to_3_9", Shares, 90),
+    // The same roll from 3.9.4 (an image only make e2e-full builds).
+    full_only(
+        "day2",
+        "patch_upgrade_from_the_previous_release",
+        Shares,
+        110,
+        "day2::version_upgrade_from_3_8_to_3_9",
+    ),
     plan("faults", "a_member_cut_off_from_its_peers_rejoins", NeedsOperator, 95),
     plan("faults", "a_stopped_node_comes_back_and_its_member_rejoins", Alone, 95),
     plan(

@@ -292,8 +292,23 @@ async fn quorum_loss_recovers_by_itself() {
 /// leader last.
 #[tokio::test]
 async fn version_upgrade_from_3_8_to_3_9() {
-    let (from, to) = (common::OLDER_VERSION, zkop_api::DEFAULT_VERSION);
-    let (ns, before, workload) = cluster_under_load("e2e-upgrade", from).await;
+    upgrade("e2e-upgrade", common::OLDER_VERSION, zkop_api::DEFAULT_VERSION).await;
+}
+
+/// From the release before the default (3.9.4, with CVE-2026-24281 and CVE-2026-24308) to the
+/// default: the upgrade users of the last release make.
+#[tokio::test]
+async fn patch_upgrade_from_the_previous_release() {
+    upgrade(
+        "e2e-patch-upgrade",
+        common::PREVIOUS_PATCH_VERSION,
+        zkop_api::DEFAULT_VERSION,
+    )
+    .await;
+}
+
+async fn upgrade(namespace: &str, from: &str, to: &str) {
+    let (ns, before, workload) = cluster_under_load(namespace, from).await;
     let before = before.status.unwrap();
     assert_eq!(before.version.as_deref(), Some(from), "read from the members");
     let leader = before.leader.unwrap();

@@ -464,6 +464,10 @@ pub const TEST_CLIENT: &str = "e2e";
 /// The older ZooKeeper line the upgrade test starts from (an image `make images` builds).
 pub const OLDER_VERSION: &str = "3.8.6";
 
+/// The release of the default line before the default, which `make e2e-full` also upgrades from
+/// (its image is built by `make e2e-full` only).
+pub const PREVIOUS_PATCH_VERSION: &str = "3.9.4";
+
 /// The image of the default ZooKeeper version.
 pub fn default_image() -> String {
     format!("{}:{}", zkop_api::DEFAULT_IMAGE_REPOSITORY, zkop_api::DEFAULT_VERSION)
