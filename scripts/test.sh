@@ -119,9 +119,7 @@ lane cluster cluster_lane
 lane prometheus prometheus_lane
 export ZK_LANE=main
 phase fmt cargo fmt --all --check
-# The Go builds are the critical path of a cold run (the cluster comes from them; the main lane
-# waited 8 minutes for it in docs/ci.md's 2026-12-04 run): cargo takes what they leave.
-phase build nice -n 10 cargo test --quiet --locked --workspace --all-targets --no-run
+phase build cargo test --quiet --locked --workspace --all-targets --no-run
 phase unit-tests make -s test-rust
 await docker
 phase images sh -c 'make -s images && image/build-operator.sh zkop/zookeeper-operator && cluster/s3-store/build.sh --no-load'
