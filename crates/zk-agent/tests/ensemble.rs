@@ -68,10 +68,16 @@ async fn lost_disk_member_syncs_before_serving() {
     zk.start(2, "existing");
     let started = Instant::now();
     while !zk.ready(2) {
-        assert!(
-            !zk.stopped_serving(0) && !zk.stopped_serving(1),
-            "the two intact members must stay in quorum"
-        );
+        for intact in [0, 1] {
+            assert!(
+                !zk.stopped_serving(intact),
+                "the two intact members must stay in quorum: member {intact} stopped serving.\n\
+                 member 0:\n{}\nmember 1:\n{}\nmember 2:\n{}",
+                zk.log_tail(0),
+                zk.log_tail(1),
+                zk.log_tail(2)
+            );
+        }
         assert!(zk.exited(2).is_none(), "member 2 exited:\n{}", zk.log(2));
         assert!(started.elapsed() < READY, "member 2 never synced:\n{}", zk.log_tail(2));
         std::thread::sleep(Duration::from_millis(50));
