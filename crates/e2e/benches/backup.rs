@@ -34,7 +34,7 @@ async fn main() {
     let preload: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(20_000);
     let client = client().await;
     let ns = TestNamespace::new(&client, "bench-backup").await;
-    let endpoint = start_store(&ns).await;
+    let endpoint = start_store(&ns, &["zk"]).await;
     let mut spec = common::small_cluster(3, zkop_api::DEFAULT_VERSION);
     spec["backup"] = json!({
         "retention": {"count": 3},

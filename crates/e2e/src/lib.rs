@@ -238,9 +238,9 @@ pub const SCHEDULE: &[Planned] = &[
     plan("security", "only_what_the_spec_allows_is_reachable", Shares, 50),
     plan(
         "tenants",
-        "a_forged_backup_job_is_neither_believed_nor_deleted",
+        "backups_use_only_allowed_claims_and_never_a_forged_job",
         Shares,
-        40,
+        70,
     )
     .with_members(1),
     plan("tenants", "the_operators_account_is_fenced", Shares, 10).with_members(0),

@@ -130,7 +130,7 @@ async fn wait_refused(ns: &TestNamespace, cluster: &str) -> String {
 async fn backups_restore_into_a_new_cluster_and_failures_say_why() {
     let client = client().await;
     let ns = TestNamespace::new(&client, "e2e-backup").await;
-    let endpoint = start_store(&ns).await;
+    let endpoint = start_store(&ns, &["zk", "from-missing", "from-corrupt", "from-retained"]).await;
     // Refused at admission, naming the field: a target with neither kind, a schedule that is not cron.
     let mut invalid = small_cluster(3, zkop_api::DEFAULT_VERSION);
     invalid["backup"] = json!({"schedule": "0 * * * *", "target": {}});
@@ -436,7 +436,7 @@ async fn backups_restore_into_a_new_cluster_and_failures_say_why() {
     // the member the backup reads, and the restored member is scheduled there.
     let claims: Api<PersistentVolumeClaim> = ns.api();
     let claim: PersistentVolumeClaim = serde_json::from_value(json!({
-        "metadata": {"name": "backup-volume"},
+        "metadata": {"name": "backup-volume", "labels": common::allowing(&["zk", "from-volume"])},
         "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "256Mi"}}},
     }))
     .unwrap();

@@ -12,13 +12,18 @@ use std::time::Duration;
 
 const FORGED: &str = "zk-20260101T000000Z-forged";
 
-/// A Job that carries the backup Job's labels and annotations but is not the cluster's (a foreign
-/// chart's, or a tenant's forgery) and reports a successful backup: the operator neither records
-/// it in `status.backup` nor deletes it, and its own backups go on. Seen failing before Jobs were
-/// read by owner: the forged backup became `lastSuccessful`, with a BackupSucceeded event, and
-/// the Job was deleted.
+/// A claim the cluster's backup target names but that does not allow the cluster
+/// (`allow.zookeeper.zkop.io/<cluster>`): a due backup is refused with a Warning that names the
+/// field and the label, no Job mounts the claim, and the backup runs once the claim's owner adds
+/// the label. Seen failing before references opted in: the Job mounted any claim of the namespace.
+///
+/// Then a Job that carries the backup Job's labels and annotations but is not the cluster's (a
+/// foreign chart's, or a tenant's forgery) and reports a successful backup: the operator neither
+/// records it in `status.backup` nor deletes it, and its own backups go on. Seen failing before
+/// Jobs were read by owner: the forged backup became `lastSuccessful`, with a BackupSucceeded
+/// event, and the Job was deleted.
 #[tokio::test]
-async fn a_forged_backup_job_is_neither_believed_nor_deleted() {
+async fn backups_use_only_allowed_claims_and_never_a_forged_job() {
     let client = client().await;
     let ns = TestNamespace::new(&client, "e2e-tenant-forged-job").await;
     let claims: Api<PersistentVolumeClaim> = ns.api();
@@ -36,6 +41,31 @@ async fn a_forged_backup_job_is_neither_believed_nor_deleted() {
     });
     ns.create_cluster("zk", spec).await.unwrap();
     ns.wait_settled("zk", 1).await;
+
+    // The claim does not allow the cluster yet: a backup asked for is refused, and said so.
+    let mark = ns.event_mark("zk").await;
+    request_backup(&ns, "before-the-label").await;
+    let refused = ns
+        .wait_for_event("zk", "BackupRefused", &mark, Duration::from_secs(120))
+        .await;
+    assert!(
+        refused.contains("spec.backup.target.persistentVolumeClaim.claimName")
+            && refused
+                .contains("kubectl -n e2e-tenant-forged-job label pvc backup-volume allow.zookeeper.zkop.io/zk=true"),
+        "the refusal names the field and the fix: {refused}"
+    );
+    let jobs: Api<Job> = ns.api();
+    let made = jobs.list(&Default::default()).await.unwrap().items;
+    assert!(
+        made.is_empty(),
+        "a Job was made for a claim the cluster may not use: {made:?}"
+    );
+    let (ok, out) = ns.kubectl(&["label", "pvc", "backup-volume", "allow.zookeeper.zkop.io/zk=true"]);
+    assert!(ok, "{out}");
+    let allowed = ns
+        .wait_for_event("zk", "BackupSucceeded", &mark, Duration::from_secs(180))
+        .await;
+    eprintln!("allowed, the backup asked for before ran: {allowed}");
 
     // The forgery: the operator's labels and annotations, a report of success in the termination
     // message, as its own jobs' agent writes it. No owner.
@@ -67,7 +97,6 @@ async fn a_forged_backup_job_is_neither_believed_nor_deleted() {
     }))
     .unwrap();
     let mark = ns.event_mark("zk").await;
-    let jobs: Api<Job> = ns.api();
     jobs.create(&PostParams::default(), &forged).await.unwrap();
     wait_for(Duration::from_secs(120), "the forged Job to complete", || async {
         jobs.get("zk-backup-forged").await.ok().is_some_and(|j| {
@@ -79,11 +108,7 @@ async fn a_forged_backup_job_is_neither_believed_nor_deleted() {
     .await;
 
     // A backup asked for now: its success proves reconciles ran with the forged Job there.
-    let annotation = json!({"metadata": {"annotations": {zkop_api::BACKUP_ANNOTATION: "after-the-forgery"}}});
-    ns.clusters()
-        .patch("zk", &PatchParams::default(), &Patch::Merge(annotation))
-        .await
-        .unwrap();
+    request_backup(&ns, "after-the-forgery").await;
     let succeeded = ns
         .wait_for_event("zk", "BackupSucceeded", &mark, Duration::from_secs(180))
         .await;
@@ -104,6 +129,14 @@ async fn a_forged_backup_job_is_neither_believed_nor_deleted() {
         jobs.get_opt("zk-backup-forged").await.unwrap().is_some(),
         "the operator deleted a Job it did not make"
     );
+}
+
+async fn request_backup(ns: &TestNamespace, request: &str) {
+    let annotation = json!({"metadata": {"annotations": {zkop_api::BACKUP_ANNOTATION: request}}});
+    ns.clusters()
+        .patch("zk", &PatchParams::default(), &Patch::Merge(annotation))
+        .await
+        .unwrap();
 }
 
 /// The operator's account as `kubectl --as` names it.

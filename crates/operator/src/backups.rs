@@ -109,12 +109,15 @@ pub fn job_name(cluster: &str, kind: &str, now: i64) -> String {
     format!("{}{suffix}", base.trim_end_matches('-'))
 }
 
-/// Decides the backup step. `requested` is the on-demand annotation's value.
+/// Decides the backup step. `requested` is the on-demand annotation's value; `refused` says
+/// why the target's Secrets or claim may not be used (`references`), if so.
+#[allow(clippy::too_many_arguments)]
 pub fn plan_backups(
     cluster: &str,
     spec: Option<&BackupSpec>,
     status: Option<&BackupStatus>,
     requested: Option<&str>,
+    refused: Option<&str>,
     jobs: &[JobView],
     members: &[MemberObservation],
     now: i64,
@@ -242,6 +245,12 @@ pub fn plan_backups(
     let on_demand = requested.filter(|r| next.last_request.as_deref() != Some(*r));
     if (due_slot.is_some() || on_demand.is_some()) && running.is_none() {
         match pick_member(members) {
+            // Still due: it starts once the references allow it.
+            _ if refused.is_some() => {
+                let message = format!("a backup is due and refused: {}", refused.unwrap_or_default());
+                plan.events.push((EventType::Warning, "BackupRefused", message.clone()));
+                plan.waiting = Some(message);
+            }
             None => {
                 plan.waiting = Some("a backup is due; waiting for a member that serves to read it from".into());
             }
@@ -295,6 +304,8 @@ pub struct RestoreInputs<'a> {
     pub retained_volumes: &'a [String],
     pub status: Option<&'a RestoreStatus>,
     pub jobs: &'a [JobView],
+    /// Why the restore target's Secrets or claim may not be used (`references`), if so.
+    pub refused: Option<&'a str>,
     pub now: i64,
 }
 
@@ -307,6 +318,7 @@ pub fn restore_gate(inputs: RestoreInputs<'_>) -> RestoreGate {
         retained_volumes,
         status,
         jobs,
+        refused,
         now,
     } = inputs;
     let checks: Vec<&JobView> = jobs.iter().filter(|j| j.kind == RESTORE_CHECK_KIND).collect();
@@ -332,17 +344,9 @@ pub fn restore_gate(inputs: RestoreInputs<'_>) -> RestoreGate {
         return gate;
     }
     let current = status.filter(|s| s.backup == spec.backup && s.observed_generation == Some(generation));
-    if !retained_volumes.is_empty() {
-        // Members started over these volumes keep their old data, and the agent leaves a
-        // member's existing data alone rather than overwrite it: the restore would report
-        // success and restore nothing. Refused until the volumes are gone.
-        let message = format!(
-            "restore refused: the volumes {} are left from an earlier cluster named {cluster} (storage.retention.whenDeleted: Retain), and members started over them would keep that data instead of the backup's. No member was created. To restore backup {}, delete those PersistentVolumeClaims; to keep their data instead, remove spec.restoreFrom. Checked again every {RETAINED_RECHECK_SECONDS} s",
-            retained_volumes.join(", "),
-            spec.backup
-        );
+    let refuse = |gate: &mut RestoreGate, message: String| {
         gate.create_members = false;
-        gate.delete = finished;
+        gate.delete = finished.clone();
         gate.next_in = Some(RETAINED_RECHECK_SECONDS);
         if current.and_then(|s| s.message.as_deref()) != Some(message.as_str()) {
             gate.events
@@ -356,6 +360,25 @@ pub fn restore_gate(inputs: RestoreInputs<'_>) -> RestoreGate {
             checked_at: current.and_then(|s| s.checked_at.clone()),
             observed_generation: Some(generation),
         });
+    };
+    if let Some(why) = refused {
+        // The restore's containers would mount what the cluster may not use.
+        refuse(
+            &mut gate,
+            format!("restore refused: {why}. No member was created. Checked again every {RETAINED_RECHECK_SECONDS} s"),
+        );
+        return gate;
+    }
+    if !retained_volumes.is_empty() {
+        // Members started over these volumes keep their old data, and the agent leaves a
+        // member's existing data alone rather than overwrite it: the restore would report
+        // success and restore nothing. Refused until the volumes are gone.
+        let message = format!(
+            "restore refused: the volumes {} are left from an earlier cluster named {cluster} (storage.retention.whenDeleted: Retain), and members started over them would keep that data instead of the backup's. No member was created. To restore backup {}, delete those PersistentVolumeClaims; to keep their data instead, remove spec.restoreFrom. Checked again every {RETAINED_RECHECK_SECONDS} s",
+            retained_volumes.join(", "),
+            spec.backup
+        );
+        refuse(&mut gate, message);
         return gate;
     }
     if current.is_some_and(|s| s.phase == "Verified") {
@@ -1035,7 +1058,16 @@ mod tests {
             member(0, Some(ServingRole::Leader), 9),
             member(1, Some(ServingRole::Follower), 7),
         ];
-        let first = plan_backups("zk", Some(&spec(Some("0 * * * *"))), None, None, &[], &members, NOW);
+        let first = plan_backups(
+            "zk",
+            Some(&spec(Some("0 * * * *"))),
+            None,
+            None,
+            None,
+            &[],
+            &members,
+            NOW,
+        );
         assert!(first.start.is_none());
         let status = first.status.unwrap();
         assert_eq!(status.last_scheduled_time.as_deref(), Some("2026-12-01T15:00:00Z"));
@@ -1044,6 +1076,7 @@ mod tests {
             "zk",
             Some(&spec(Some("0 * * * *"))),
             Some(&status),
+            None,
             None,
             &[],
             &members,
@@ -1063,6 +1096,7 @@ mod tests {
             "zk",
             Some(&spec(Some("0 * * * *"))),
             later.status.as_ref(),
+            None,
             None,
             &running,
             &members,
@@ -1084,7 +1118,7 @@ mod tests {
             member: "zk-1".into(),
             state: JobState::Finished(Ok(report(true, "zk-1"))),
         }];
-        let plan = plan_backups("zk", Some(&spec(None)), None, None, &done, &members, NOW);
+        let plan = plan_backups("zk", Some(&spec(None)), None, None, None, &done, &members, NOW);
         assert_eq!(
             plan.status.as_ref().unwrap().last_successful.as_ref().unwrap().name,
             "zk-1"
@@ -1095,6 +1129,7 @@ mod tests {
             "zk",
             Some(&spec(None)),
             plan.status.as_ref(),
+            None,
             None,
             &done,
             &members,
@@ -1114,6 +1149,7 @@ mod tests {
             Some(&spec(None)),
             next.status.as_ref(),
             None,
+            None,
             &failed,
             &members,
             NOW,
@@ -1128,22 +1164,66 @@ mod tests {
     }
 
     #[test]
+    fn a_due_backup_waits_while_its_target_is_refused_and_runs_once_allowed() {
+        let members = [member(1, Some(ServingRole::Follower), 7)];
+        let why = "spec.backup.target.s3.credentialsSecret: Secret team/s3 does not allow cluster zk to use it";
+        let plan = plan_backups(
+            "zk",
+            Some(&spec(None)),
+            None,
+            Some("now-1"),
+            Some(why),
+            &[],
+            &members,
+            NOW,
+        );
+        assert!(plan.start.is_none(), "no job mounts a Secret the cluster may not use");
+        assert!(
+            plan.waiting.as_deref().is_some_and(|w| w.contains(why)),
+            "{:?}",
+            plan.waiting
+        );
+        assert!(
+            plan.events
+                .iter()
+                .any(|(kind, reason, message)| *kind == EventType::Warning
+                    && *reason == "BackupRefused"
+                    && message.contains(why)),
+            "{:?}",
+            plan.events
+        );
+        assert_eq!(plan.status.as_ref().unwrap().last_request, None, "still due");
+        let allowed = plan_backups(
+            "zk",
+            Some(&spec(None)),
+            plan.status.as_ref(),
+            Some("now-1"),
+            None,
+            &[],
+            &members,
+            NOW + 5,
+        );
+        assert!(allowed.start.is_some(), "runs once the Secret allows the cluster");
+    }
+
+    #[test]
     fn an_on_demand_request_runs_once_per_value_and_waits_for_a_serving_member() {
         let members = [member(1, Some(ServingRole::Follower), 7)];
-        let plan = plan_backups("zk", Some(&spec(None)), None, Some("now-1"), &[], &[], NOW);
+        let plan = plan_backups("zk", Some(&spec(None)), None, Some("now-1"), None, &[], &[], NOW);
         assert!(plan.start.is_none() && plan.waiting.is_some());
         assert_eq!(
             plan.status.as_ref().unwrap().last_request,
             None,
             "not consumed while waiting"
         );
-        let plan = plan_backups("zk", Some(&spec(None)), None, Some("now-1"), &[], &members, NOW);
+        let plan = plan_backups("zk", Some(&spec(None)), None, Some("now-1"), None, &[], &members, NOW);
         assert!(plan.start.is_some());
         let again = plan_backups(
             "zk",
             Some(&spec(None)),
             plan.status.as_ref(),
             Some("now-1"),
+            None,
             &[],
             &members,
             NOW + 5,
@@ -1153,10 +1233,10 @@ mod tests {
 
     #[test]
     fn a_request_without_spec_backup_is_refused_out_loud_once() {
-        let plan = plan_backups("zk", None, None, Some("now"), &[], &[], NOW);
+        let plan = plan_backups("zk", None, None, Some("now"), None, &[], &[], NOW);
         assert_eq!(plan.events.len(), 1);
         assert!(plan.events[0].2.contains("spec.backup is not set"));
-        let again = plan_backups("zk", None, plan.status.as_ref(), Some("now"), &[], &[], NOW + 1);
+        let again = plan_backups("zk", None, plan.status.as_ref(), Some("now"), None, &[], &[], NOW + 1);
         assert!(again.events.is_empty());
     }
 
@@ -1296,8 +1376,42 @@ mod tests {
             retained_volumes,
             status,
             jobs,
+            refused: None,
             now,
         })
+    }
+
+    /// A restore whose target the cluster may not use (`references`) creates no member and no
+    /// restore-check job (which would mount it), says why, and goes on once it is allowed.
+    #[test]
+    fn a_restore_from_a_target_the_cluster_may_not_use_is_refused() {
+        let spec = restore("zk-20261201T153000Z");
+        let why = "spec.restoreFrom.target.s3.credentialsSecret: Secret team/c does not allow cluster new to use it";
+        let gate = |refused, status| {
+            restore_gate(RestoreInputs {
+                cluster: "new",
+                spec: Some(&spec),
+                generation: 1,
+                members_exist: false,
+                retained_volumes: &[],
+                status,
+                jobs: &[],
+                refused,
+                now: NOW,
+            })
+        };
+        let refused = gate(Some(why), None);
+        assert!(!refused.create_members && refused.start_check.is_none());
+        let status = refused.status.clone().unwrap();
+        assert_eq!(status.phase, "Refused");
+        assert!(status
+            .message
+            .as_deref()
+            .is_some_and(|m| m.contains(why) && m.contains("No member was created")));
+        assert_eq!(refused.events.len(), 1);
+        assert_eq!(gate(Some(why), Some(&status)).events, vec![], "said once");
+        let allowed = gate(None, Some(&status));
+        assert!(allowed.start_check.is_some(), "the backup is checked once allowed");
     }
 
     #[test]

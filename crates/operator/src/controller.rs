@@ -367,6 +367,7 @@ async fn reconcile_cluster(zk: &ZooKeeperCluster, ctx: &Context) -> Result<Actio
             existing_claim_templates: claim_templates.as_deref(),
             statefulset_replicas,
             tls_phase,
+            restore_allowed: observation.refusals.restore.is_none(),
         },
     );
     let secrets = material
@@ -396,6 +397,7 @@ async fn reconcile_cluster(zk: &ZooKeeperCluster, ctx: &Context) -> Result<Actio
         retained_volumes: &observe::retained_volumes(zk, &names, &observation.claims),
         status: zk.status.as_ref().and_then(|s| s.restore.as_ref()),
         jobs: &jobs,
+        refused: observation.refusals.restore.as_deref(),
         now: now_seconds,
     });
 
@@ -420,6 +422,7 @@ async fn reconcile_cluster(zk: &ZooKeeperCluster, ctx: &Context) -> Result<Actio
         zk.spec.backup.as_ref(),
         zk.status.as_ref().and_then(|s| s.backup.as_ref()),
         zk.annotations().get(zkop_api::BACKUP_ANNOTATION).map(String::as_str),
+        observation.refusals.backup.as_deref(),
         &jobs,
         &observation.members,
         now_seconds,

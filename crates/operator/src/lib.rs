@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod observe;
 pub mod pki;
 pub mod planner;
+pub mod references;
 pub mod report;
 pub mod resources;
 pub mod status;

@@ -5,6 +5,7 @@
 use crate::ensemble::{self, Credentials, EnsembleConfig, Target, TlsIdentity};
 use crate::error::{named, At, Error, Stage};
 use crate::planner::{ClusterView, MemberState, MemberView};
+use crate::references;
 use crate::resources::{Names, OperatorSettings, ADMIN_PASSWORD_KEY, ENSEMBLE_STATE_KEY};
 use crate::tls::{self, Authority, Kept, MembersShow};
 use k8s_openapi::api::apps::v1::StatefulSet;
@@ -89,6 +90,8 @@ pub struct Observation {
     pub credentials: Credentials,
     /// TLS material as the Secrets hold it, and what the members show of it.
     pub tls: TlsObservation,
+    /// Why the Secrets and claims the spec names may not be used by this cluster, if so.
+    pub refusals: references::Refusals,
 }
 
 /// The TLS Secrets, read back, and what the members show.
@@ -198,6 +201,7 @@ pub async fn observe(
         .and_then(|r| u32::try_from(r).ok())
         .unwrap_or(0);
     let tls_observed = observe_tls(&secrets, zk, names).await?;
+    let refusals = observe_references(client, zk, names).await?;
     let credentials = Credentials {
         tls: operator_identity(&tls_observed),
         password: admin_secret.as_ref().and_then(admin_password),
@@ -249,7 +253,40 @@ pub async fn observe(
         revision_config_maps_in_use,
         credentials,
         tls: tls_observed,
+        refusals,
     })
+}
+
+/// Reads the labels of every Secret and claim the spec names (see `references`).
+async fn observe_references(
+    client: &Client,
+    zk: &ZooKeeperCluster,
+    names: &Names,
+) -> Result<references::Refusals, Error> {
+    let ns = &names.namespace;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
+    let mut seen = references::Seen::new();
+    for reference in references::named_in(&zk.spec) {
+        let key = (reference.kind, reference.name.clone());
+        if seen.contains_key(&key) {
+            continue;
+        }
+        let labels = match reference.kind {
+            references::Kind::Secret => secrets
+                .get_metadata_opt(&reference.name)
+                .await
+                .at(Stage::Observe, named::<Secret>(ns, &reference.name))?
+                .map(|o| o.metadata.labels.unwrap_or_default()),
+            references::Kind::PersistentVolumeClaim => claims
+                .get_metadata_opt(&reference.name)
+                .await
+                .at(Stage::Observe, named::<PersistentVolumeClaim>(ns, &reference.name))?
+                .map(|o| o.metadata.labels.unwrap_or_default()),
+        };
+        seen.insert(key, labels);
+    }
+    Ok(references::refusals(ns, &names.cluster, &zk.spec, &seen))
 }
 
 /// The authority, member and client Secrets, and the user's authority if named.
@@ -271,6 +308,11 @@ async fn observe_tls(secrets: &Api<Secret>, zk: &ZooKeeperCluster, names: &Names
     }
     let user_authority = match &zk.spec.tls.ca_secret_name {
         Some(name) => Some(match get(name.clone()).await? {
+            Some(secret) if !references::allows(secret.metadata.labels.as_ref(), &names.cluster) => Err(format!(
+                "{ns}/{name} does not allow cluster {cluster} to sign with it. Whoever may read it allows it with: kubectl -n {ns} label secret {name} {label}=true",
+                cluster = names.cluster,
+                label = references::allow_label(&names.cluster),
+            )),
             Some(secret) => tls::read_user_authority(&secret).map_err(|why| format!("{ns}/{name} {why}")),
             None => Err(format!("{ns}/{name} does not exist")),
         }),

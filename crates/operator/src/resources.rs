@@ -142,6 +142,8 @@ pub struct Inputs<'a> {
     pub statefulset_replicas: i32,
     /// The TLS step the members' template is at.
     pub tls_phase: Phase,
+    /// The restore's target may be used (`references`): without it no container mounts it.
+    pub restore_allowed: bool,
 }
 
 pub fn desired(zk: &ZooKeeperCluster, settings: &OperatorSettings, inputs: Inputs<'_>) -> Desired {
@@ -451,7 +453,7 @@ fn statefulset(
     // A cluster created from a backup: each member writes it into its empty volume before
     // ZooKeeper starts, while the ensemble is new (the ConfigMap says so at each start).
     let mut init_containers = Vec::new();
-    if let Some(restore) = &spec.restore_from {
+    if let Some(restore) = spec.restore_from.as_ref().filter(|_| inputs.restore_allowed) {
         let ensemble_state = json!({"name": "ZK_ENSEMBLE_STATE", "valueFrom": {"configMapKeyRef": {"name": names.config_map(), "key": ENSEMBLE_STATE_KEY}}});
         let (container, restore_volumes) = crate::backups::restore_init_container(zk, names, restore, ensemble_state);
         init_containers.push(container);
@@ -625,7 +627,30 @@ mod tests {
             existing_claim_templates: None,
             statefulset_replicas: zk.spec.replicas,
             tls_phase: Phase::Tls,
+            restore_allowed: true,
         }
+    }
+
+    #[test]
+    fn no_container_mounts_a_restore_target_the_cluster_may_not_use() {
+        let zk = cluster(json!({"restoreFrom": {"backup": "zk-20261201T153000Z",
+            "target": {"s3": {"bucket": "b", "credentialsSecret": "s3-creds"}}}}));
+        let template = |restore_allowed| {
+            let d = desired(
+                &zk,
+                &settings(),
+                Inputs {
+                    restore_allowed,
+                    ..inputs(&zk, EnsembleState::New)
+                },
+            );
+            serde_json::to_string(&d.statefulset.spec.unwrap().template).unwrap()
+        };
+        assert!(
+            template(true).contains("s3-creds"),
+            "the restore container reads the credentials"
+        );
+        assert!(!template(false).contains("s3-creds"), "refused: nothing mounts them");
     }
 
     fn make(zk: &ZooKeeperCluster, state: EnsembleState) -> Desired {

@@ -4,6 +4,52 @@
 
 use std::fmt;
 
+/// Secrets and claims that a ZooKeeperCluster names (its own certificate authority, a backup
+/// target's credentials, CA and volume) are mounted into containers that run the cluster's
+/// image, or signed with. Whoever may edit a ZooKeeperCluster is not thereby allowed to read
+/// every Secret of the namespace: each such object opts in, by a label that names the cluster,
+/// set by someone who may change it.
+pub mod references {
+    use std::collections::BTreeMap;
+
+    /// The label key's prefix; the cluster's name follows (at most 52 characters, so the key
+    /// fits the 63 of a label name).
+    pub const ALLOW_LABEL_PREFIX: &str = "allow.zookeeper.zkop.io/";
+    pub const ALLOW_LABEL_VALUE: &str = "true";
+
+    /// The label that lets cluster `cluster` use an object.
+    pub fn allow_label(cluster: &str) -> String {
+        format!("{ALLOW_LABEL_PREFIX}{cluster}")
+    }
+
+    /// Whether an object with these labels lets `cluster` use it.
+    pub fn allows(labels: Option<&BTreeMap<String, String>>, cluster: &str) -> bool {
+        labels
+            .and_then(|l| l.get(&allow_label(cluster)))
+            .is_some_and(|v| v == ALLOW_LABEL_VALUE)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn only_the_label_naming_the_cluster_with_true_allows() {
+            let labels = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+                pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+            };
+            assert!(allows(Some(&labels(&[("allow.zookeeper.zkop.io/zk", "true")])), "zk"));
+            assert!(!allows(
+                Some(&labels(&[("allow.zookeeper.zkop.io/zk", "true")])),
+                "other"
+            ));
+            assert!(!allows(Some(&labels(&[("allow.zookeeper.zkop.io/zk", "yes")])), "zk"));
+            assert!(!allows(Some(&labels(&[("app.kubernetes.io/instance", "zk")])), "zk"));
+            assert!(!allows(None, "zk"));
+        }
+    }
+}
+
 /// The ports of a member. Peers use quorum and election; clients the client port.
 pub mod ports {
     /// Plaintext clients; with TLS on it listens on 127.0.0.1 only (probes, tools in the pod).

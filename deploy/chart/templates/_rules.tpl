@@ -44,9 +44,10 @@ ClusterRole (watchNamespaces empty: every namespace) or by one Role per watched 
   resources: ["secrets"]
   verbs: ["get", "create", "patch"]
 # Volumes grow in place; a volume a removed member left behind is deleted before it is added again.
+# A backup target's claim is read by name for its opt-in label (docs/security.md).
 - apiGroups: [""]
   resources: ["persistentvolumeclaims"]
-  verbs: ["list", "patch", "delete"]
+  verbs: ["get", "list", "patch", "delete"]
 # Backup jobs (one per backup, on the node of the member they read) and restore checks;
 # removed once their result is in the cluster's status.
 - apiGroups: ["batch"]

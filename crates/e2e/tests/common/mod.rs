@@ -473,6 +473,21 @@ pub fn default_image() -> String {
     format!("{}:{}", zkop_api::DEFAULT_IMAGE_REPOSITORY, zkop_api::DEFAULT_VERSION)
 }
 
+/// Labels that let each of `clusters` use the Secret or claim that carries them
+/// (`vocabulary::references`).
+pub fn allowing(clusters: &[&str]) -> serde_json::Value {
+    clusters
+        .iter()
+        .map(|c| {
+            (
+                vocabulary::references::allow_label(c),
+                serde_json::json!(vocabulary::references::ALLOW_LABEL_VALUE),
+            )
+        })
+        .collect::<serde_json::Map<_, _>>()
+        .into()
+}
+
 pub fn small_cluster(replicas: i32, version: &str) -> serde_json::Value {
     serde_json::json!({
         "replicas": replicas,

@@ -13,8 +13,9 @@ pub const STORE: &str = "s3-store";
 pub const BUCKET: &str = "zk-backups";
 
 /// The object store: a Deployment and Service in the test's namespace, its certificate signed by
-/// a CA made here; the credentials and CA Secrets the clusters name. Returns the endpoint.
-pub async fn start_store(ns: &TestNamespace) -> String {
+/// a CA made here; the credentials and CA Secrets the clusters name, which allow `clusters` to
+/// use them (`vocabulary::references`). Returns the endpoint.
+pub async fn start_store(ns: &TestNamespace, clusters: &[&str]) -> String {
     let host = format!("{STORE}.{}.svc", ns.name);
     let ca_key = rcgen::KeyPair::generate().unwrap();
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -28,8 +29,14 @@ pub async fn start_store(ns: &TestNamespace) -> String {
     let params = rcgen::CertificateParams::new(vec![host.clone(), format!("{host}.cluster.local")]).unwrap();
     let cert = params.signed_by(&key, &issuer).unwrap();
     let secrets: Api<Secret> = ns.api();
+    let allowed = super::allowing(clusters);
     let secret = |name: &str, data: serde_json::Value| -> Secret {
-        serde_json::from_value(json!({"metadata": {"name": name}, "stringData": data})).unwrap()
+        let labels = if name.starts_with("backup-") {
+            allowed.clone()
+        } else {
+            json!({})
+        };
+        serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}, "stringData": data})).unwrap()
     };
     for s in [
         secret(
